@@ -1,0 +1,1 @@
+"""Dataset adapters, one module per on-disk format; each registers in ``ADAPTERS``."""

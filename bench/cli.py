@@ -1,0 +1,329 @@
+"""The thin command layer: ``arbench run | list | validate | table | compare | train | data |
+perf | demo``. Errors print one line and exit 2 (``--debug`` shows the traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from bench.errors import BenchError, SpecError
+
+EXAMPLES = """examples:
+  arbench list
+  arbench run digits --model baseline:lecture-cnn
+  arbench run digits --model my_cnn.pt --arch mypkg.nets:make_cnn
+  arbench run mnist --model lenet5 --set dataset.root=/data/mnist --device cuda
+  arbench table digits --format latex --reference logreg
+  arbench compare digits --models logreg lecture-cnn --reference logreg
+  arbench validate bench/tasks/digits.yaml
+"""
+
+console = Console()
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY.PATH=VALUE", help="override a spec field (repeatable)")
+    parser.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
+    parser.add_argument("--batch-size", type=int, help="override the spec's batch size")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results", help="results directory (default results/)")
+    parser.add_argument("--no-leaderboard", action="store_true", help="do not append a row")
+    parser.add_argument("--leaderboard-dir", help="leaderboards directory (default leaderboards/)")
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="arbench", description="Evaluation benchmark suite for deep learning in AR.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="evaluate a model on a task", epilog=EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("task", help="task name (see `arbench list`) or path to a spec YAML")
+    run.add_argument("--model", help="baseline:NAME, FILE.pt/.pt2, or module:function")
+    run.add_argument("--predictions", help="a predictions file in the family's format")
+    run.add_argument("--arch", help="module:factory building the network of a state_dict")
+    run.add_argument("--name", help="model name for the leaderboard")
+    run.add_argument("--trust-checkpoint", action="store_true",
+                     help="allow checkpoints that need full unpickling (runs their code!)")
+    _run_options(run)
+
+    sub.add_parser("list", help="tasks, adapters, metrics, baselines, embedded data sets")
+
+    validate = sub.add_parser("validate", help="check a task spec (every error at once)")
+    validate.add_argument("spec", help="task name or spec YAML")
+    validate.add_argument("--set", dest="overrides", action="append", default=[])
+    validate.add_argument("--no-smoke", action="store_true", help="skip the one-sample run")
+
+    table = sub.add_parser("table", help="print a result table from a leaderboard")
+    table.add_argument("source", help="task name or leaderboard CSV")
+    table.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"])
+    table.add_argument("--reference", help="model to compare against (relative change)")
+    table.add_argument("--runs", default="best", choices=["best", "latest"])
+    table.add_argument("--leaderboard-dir")
+
+    compare = sub.add_parser("compare", help="run what is missing and print a comparison")
+    compare.add_argument("task")
+    compare.add_argument("--models", nargs="+", required=True)
+    compare.add_argument("--reference", help="default: the first model")
+    compare.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"])
+    _run_options(compare)
+
+    train = sub.add_parser("train", help="train a baseline on a task's train split")
+    train.add_argument("baseline")
+    train.add_argument("--task", required=True)
+    train.add_argument("--device")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", help="weights file (default baselines/weights/NAME.TASK.pt)")
+    train.add_argument("--set", dest="overrides", action="append", default=[])
+
+    data = sub.add_parser("data", help="build embedded data sets or download real ones")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    build = data_sub.add_parser("build", help="build embedded data sets (offline)")
+    build.add_argument("names", nargs="*", help="default: every embedded set")
+    get = data_sub.add_parser("get", help="download a real data set with checksums")
+    get.add_argument("name", choices=["mnist"])
+    get.add_argument("--root", help="target directory (default DATA_ROOT/NAME)")
+
+    perf = sub.add_parser("perf", help="speed benchmarks (ratios vs hand-written loops)")
+    perf.add_argument("cases", nargs="*", help="default: every case")
+    perf.add_argument("--device")
+
+    demo = sub.add_parser("demo", help="every embedded task with every baseline, then tables")
+    demo.add_argument("--tasks", nargs="*", help="default: every task with embedded data")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import evaluate
+
+    result = evaluate(
+        args.task, args.model, overrides=args.overrides, device=args.device,
+        batch_size=args.batch_size, limit=args.limit, seed=args.seed, out_dir=args.out,
+        leaderboard=not args.no_leaderboard, leaderboard_dir=args.leaderboard_dir,
+        amp=args.amp, workers=args.workers, arch=args.arch, predictions=args.predictions,
+        trust_checkpoint=args.trust_checkpoint, name=args.name,
+    )
+    show_result(result)
+    return 0
+
+
+def show_result(result) -> None:
+    """Print a result's metrics table and where its files went."""
+    table = RichTable(title=f"{result.task} / {result.model}  (N={result.n_samples})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.metrics.items():
+        marker = " *" if name == result.primary_metric else ""
+        table.add_row(name + marker, f"{value:.4f}")
+    console.print(table)
+    meta = result.metadata
+    console.print(f"{meta['samples_per_s']} samples/s on {meta['device']}; "
+                  f"results in {result.out_dir}")
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    from bench.registry import ADAPTERS, EMBEDDED, METRICS, MODELS
+    from bench.spec import load_spec, task_names
+
+    tasks = RichTable(title="tasks")
+    for column in ("task", "family", "data", "description"):
+        tasks.add_column(column)
+    for name in task_names():
+        spec = load_spec(name)
+        data = f"embedded ({spec.dataset.embedded})" if spec.dataset.embedded else "real"
+        tasks.add_row(name, spec.family, data, " ".join(spec.description.split())[:90])
+    console.print(tasks)
+    for title, registry in (("adapters", ADAPTERS), ("metrics", METRICS),
+                            ("baselines", MODELS), ("embedded data sets", EMBEDDED)):
+        table = RichTable(title=title)
+        table.add_column("name")
+        if registry is MODELS:
+            table.add_column("family")
+        table.add_column("description")
+        for name, description in registry.describe():
+            cells = [name, registry.get(name).family] if registry is MODELS else [name]
+            table.add_row(*cells, description)
+        console.print(table)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bench.spec import load_spec, validate_spec_file
+
+    errors = validate_spec_file(args.spec, args.overrides)
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        print(f"arbench: {len(errors)} error(s) in {args.spec}", file=sys.stderr)
+        return 2
+    spec = load_spec(args.spec, args.overrides)
+    print(f"{args.spec}: valid ({spec.family} task {spec.task!r}, version {spec.version})")
+    if args.no_smoke:
+        return 0
+    return _smoke(spec)
+
+
+def _smoke(spec) -> int:
+    """One sample through the adapter, a baseline (when any) and the metrics."""
+    from bench.adapters.base import resolve_root
+    from bench.runner import evaluate
+
+    root = resolve_root(spec.dataset.root, spec.task)
+    if not spec.dataset.embedded and not root.exists():
+        print(f"smoke run skipped: no data at {root}")
+        return 0
+    if not spec.baselines:
+        print("smoke run skipped: the spec names no baseline")
+        return 0
+    result = evaluate(spec, spec.baselines[0], limit=1, leaderboard=False, progress=False,
+                      out_dir=Path("results") / ".smoke")
+    print(f"smoke run ok: 1 sample through {spec.dataset.adapter} and {spec.baselines[0]}: "
+          + ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+    return 0
+
+
+def _leaderboard_dir(value: str | None) -> Path:
+    from bench.runner import LEADERBOARD_DIR
+
+    return Path(value) if value else LEADERBOARD_DIR
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from bench.tables import build_table, leaderboard_path, read_leaderboard, render
+
+    path = leaderboard_path(args.source, _leaderboard_dir(args.leaderboard_dir))
+    table = build_table(read_leaderboard(path), runs=args.runs, reference=args.reference)
+    print(render(table, args.format, with_ci=args.reference is not None), end="")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.runner import evaluate
+    from bench.spec import load_spec
+    from bench.tables import build_table, read_leaderboard, render
+
+    spec = load_spec(args.task, args.overrides)
+    board = _leaderboard_dir(args.leaderboard_dir) / spec.leaderboard_name
+    key = None
+    have: set[str] = set()
+    if board.is_file():
+        frame = read_leaderboard(board)
+        key = frame.sort_values("timestamp")["comparability_key"].iloc[-1]
+        have = set(frame[frame["comparability_key"] == key]["model"])
+    for model in args.models:
+        if model in have:
+            continue
+        result = evaluate(
+            spec, model, device=args.device, batch_size=args.batch_size, limit=args.limit,
+            seed=args.seed, out_dir=args.out, leaderboard_dir=args.leaderboard_dir,
+            amp=args.amp, workers=args.workers,
+        )
+        key = result.comparability_key
+    table = build_table(read_leaderboard(board), reference=args.reference or args.models[0],
+                        key=key, models=args.models)
+    print(render(table, args.format, with_ci=True), end="")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.registry import MODELS
+    from bench.runner import pick_device
+    from bench.spec import load_spec
+
+    baseline = MODELS.get(args.baseline)
+    spec = load_spec(args.task, args.overrides)
+    if baseline.family != spec.family:
+        raise BenchError(f"{args.baseline} is a {baseline.family} baseline; {args.task} is "
+                         f"{spec.family}")
+    if baseline.train is None:
+        raise BenchError(f"baseline {args.baseline!r} has nothing to train")
+    path = baseline.train(spec, pick_device(args.device), out=Path(args.out) if args.out else None,
+                          epochs=args.epochs, seed=args.seed)
+    print(f"weights written to {path}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.adapters.base import data_root, ensure_embedded
+    from bench.registry import EMBEDDED
+
+    if args.data_command == "get":
+        from bench.adapters.mnist import download_mnist
+
+        root = Path(args.root) if args.root else data_root() / args.name
+        files = download_mnist(root)
+        print(f"downloaded and verified {len(files)} files into {root}")
+        return 0
+    for name in args.names or EMBEDDED.names():
+        start = time.perf_counter()
+        root = ensure_embedded(name, data_root() / name)
+        print(f"{name}: {root} ({time.perf_counter() - start:.1f}s)")
+    return 0
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    from bench.registry import PERF_CASES
+
+    for name in args.cases or PERF_CASES.names():
+        console.rule(name)
+        rows = PERF_CASES.get(name)(device=args.device)
+        table = RichTable()
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*[str(v) for v in row.values()])
+        console.print(table)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bench.demo import run_demo
+
+    run_demo(args.tasks)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "list": cmd_list, "validate": cmd_validate, "table": cmd_table,
+    "compare": cmd_compare, "train": cmd_train, "data": cmd_data, "perf": cmd_perf,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``arbench`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BenchError as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, SpecError) and len(exc.errors) > 1:
+            for error in exc.errors:
+                print(error, file=sys.stderr)
+        if isinstance(exc, SpecError):
+            message = exc.errors[0] if len(exc.errors) == 1 else exc.message
+        else:
+            message = str(exc)
+        print(f"arbench: error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("arbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

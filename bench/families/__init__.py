@@ -1,0 +1,1 @@
+"""Task families: the sample/prediction contract, collate and predictions-file format."""

@@ -1,0 +1,113 @@
+"""The family seam: how samples batch, what a model is fed, what a prediction must be."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from bench.errors import ContractError
+
+Batch = dict[str, Any]
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything that maps a collated batch (on the run's device) to the family's prediction."""
+
+    def __call__(self, batch: Batch) -> Any: ...
+
+
+def default_collate(samples: list[dict[str, Any]]) -> Batch:
+    """Stack tensors of equal shape, make numbers tensors, keep everything else as lists."""
+    batch: Batch = {}
+    for key in samples[0]:
+        values = [sample[key] for sample in samples]
+        first = values[0]
+        if isinstance(first, torch.Tensor) and all(v.shape == first.shape for v in values):
+            batch[key] = torch.stack(values)
+        elif isinstance(first, bool | int | float) and not isinstance(first, str):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+def move_batch(batch: Batch, device: torch.device, non_blocking: bool = False) -> Batch:
+    """Move every tensor of a batch (and tensors inside lists) to ``device``."""
+
+    def move(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.to(device, non_blocking=non_blocking)
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
+
+    return {key: move(value) for key, value in batch.items()}
+
+
+def check_tensor(
+    name: str,
+    value: Any,
+    shape: tuple[int | None, ...],
+    *,
+    floating: bool = True,
+    finite: bool = True,
+) -> torch.Tensor:
+    """Check a prediction tensor's shape (None = any size), dtype kind and finiteness."""
+    if not isinstance(value, torch.Tensor):
+        raise ContractError(
+            f"prediction {name!r} must be a torch.Tensor of shape {_shape_text(shape)}, "
+            f"got {type(value).__name__}"
+        )
+    if value.ndim != len(shape) or any(
+        want is not None and want != got for want, got in zip(shape, value.shape, strict=False)
+    ):
+        raise ContractError(
+            f"prediction {name!r} has shape {tuple(value.shape)}, expected {_shape_text(shape)}"
+        )
+    if floating and not value.is_floating_point():
+        raise ContractError(f"prediction {name!r} has dtype {value.dtype}, expected a float dtype")
+    if finite and value.is_floating_point() and not torch.isfinite(value).all():
+        bad = int((~torch.isfinite(value)).sum())
+        raise ContractError(f"prediction {name!r} has {bad} NaN or infinite values")
+    return value
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+
+
+class Family:
+    """Base family. Subclasses set ``name`` and ``sample_keys`` and override the hooks."""
+
+    name: str = ""
+    sample_keys: tuple[str, ...] = ("id",)
+
+    def collate(self, samples: list[dict[str, Any]]) -> Batch:
+        """Samples -> batch."""
+        return default_collate(samples)
+
+    def check_sample(self, sample: dict[str, Any]) -> None:
+        """Raise ContractError when an adapter's sample lacks a key of the contract."""
+        missing = [key for key in self.sample_keys if key not in sample]
+        if missing:
+            raise ContractError(
+                f"{self.name} samples need keys {list(self.sample_keys)}; missing {missing}"
+            )
+
+    def module_predictor(self, module: Callable[..., Any]) -> Predictor:
+        """Wrap a plain network (TorchScript, torch.export, state_dict) as a Predictor."""
+        raise NotImplementedError(f"{self.name} has no plain-module input convention")
+
+    def check_prediction(self, pred: Any, batch: Batch, info: Any) -> Any:
+        """Validate (and normalise) a batch of predictions; raise ContractError when wrong."""
+        raise NotImplementedError
+
+    def load_predictions(self, path: Path, dataset: Any) -> Predictor:
+        """A Predictor that serves predictions from a file in the family's format."""
+        raise NotImplementedError(f"{self.name} has no predictions-file format yet")

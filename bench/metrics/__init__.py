@@ -1,0 +1,1 @@
+"""Metric modules, one per metric family; each registers its metrics in ``METRICS``."""

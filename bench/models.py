@@ -1,0 +1,219 @@
+"""Model references -> Predictors: baselines, torch.export, TorchScript, state_dicts,
+Python callables and predictions files. Checkpoints load with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import pickle
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import ModelError
+from bench.families.base import Family, Predictor
+from bench.registry import MODELS
+
+
+@dataclass
+class Baseline:
+    """A shipped baseline: which family it serves, how to build it, how to train it."""
+
+    name: str
+    family: str
+    build: Callable[..., Predictor]
+    train: Callable[..., Path] | None = None
+    weights: Callable[[str], list[Path]] = field(default=lambda task: [])
+
+
+def register_baseline(
+    name: str,
+    family: str,
+    *,
+    weights: Callable[[str], list[Path]] | None = None,
+    train: Callable[..., Path] | None = None,
+    description: str | None = None,
+) -> Callable[[Callable[..., Predictor]], Callable[..., Predictor]]:
+    """Decorator: register ``build(spec, info, device) -> Predictor`` as baseline ``name``.
+
+    ``weights(task)`` lists the files the baseline loads for ``task`` (they fingerprint the
+    model); ``train(spec, device, out=None, epochs=None, seed=0) -> Path`` trains it.
+    """
+
+    def decorate(build: Callable[..., Predictor]) -> Callable[..., Predictor]:
+        doc = description or (build.__doc__ or "").strip()
+        baseline = Baseline(name, family, build, train, weights or (lambda task: []))
+        MODELS.register(name, doc)(baseline)
+        return build
+
+    return decorate
+
+
+@dataclass
+class ModelInfo:
+    """What a run records about its model."""
+
+    name: str
+    ref: str
+    kind: str
+    fingerprint: str
+
+
+def file_hash(*paths: Path) -> str:
+    """sha256 over the files' contents (16 hex digits); '' when there are none."""
+    digest = hashlib.sha256()
+    found = False
+    for path in paths:
+        if path.is_file():
+            digest.update(path.read_bytes())
+            found = True
+    return digest.hexdigest()[:16] if found else ""
+
+
+def _import_object(ref: str) -> Any:
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelError(f"cannot import {module_name!r} for model {ref!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelError(f"module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+
+
+def _load_checkpoint(path: Path, trust: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trust:
+            raise ModelError(
+                f"{path} holds pickled Python objects beyond tensors; refusing to unpickle it",
+                "save a state_dict (torch.save(model.state_dict(), f)) or TorchScript, or pass "
+                "--trust-checkpoint if you trust the file's author",
+            ) from exc
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def _state_dict_of(obj: Any) -> dict[str, torch.Tensor] | None:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    return None
+
+
+def build_module(path: Path, arch: str | None, trust: bool) -> torch.nn.Module:
+    """A checkpoint file -> an nn.Module (export, TorchScript, state_dict + arch, module)."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    if path.suffix == ".pt2":
+        try:
+            return torch.export.load(str(path)).module()
+        except Exception as exc:
+            raise ModelError(f"cannot load torch.export file {path}: {exc}") from exc
+    if _is_torchscript(path):
+        return torch.jit.load(str(path), map_location="cpu")
+    loaded = _load_checkpoint(path, trust)
+    if isinstance(loaded, torch.nn.Module):
+        return loaded
+    state = _state_dict_of(loaded)
+    if state is None:
+        raise ModelError(f"{path} is neither a module, TorchScript, torch.export nor a state_dict")
+    if arch is None:
+        raise ModelError(
+            f"{path} is a state_dict; it needs the architecture",
+            "pass --arch module:factory (a function returning the nn.Module)",
+        )
+    module = _import_object(arch)()
+    if not isinstance(module, torch.nn.Module):
+        raise ModelError(f"--arch {arch} returned {type(module).__name__}, not an nn.Module")
+    result = module.load_state_dict(state, strict=False)
+    mismatched = [
+        name
+        for name, tensor in module.state_dict().items()
+        if name in state and state[name].shape != tensor.shape
+    ]
+    if result.missing_keys or result.unexpected_keys or mismatched:
+        raise ModelError(
+            f"checkpoint {path.name} does not fit architecture {arch}: "
+            f"missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}",
+            "check --arch matches the network the weights were saved from",
+        )
+    return module
+
+
+def load_model(
+    ref: str | None,
+    family: Family,
+    spec: Any,
+    dataset: Any,
+    device: torch.device,
+    *,
+    arch: str | None = None,
+    predictions: str | None = None,
+    trust_checkpoint: bool = False,
+    name: str | None = None,
+) -> tuple[Predictor, ModelInfo]:
+    """Resolve a model reference (or predictions file) into a Predictor on ``device``."""
+    if predictions is not None:
+        path = Path(predictions)
+        if not path.is_file():
+            raise ModelError(f"predictions file {path} does not exist")
+        predictor = family.load_predictions(path, dataset)
+        return predictor, ModelInfo(name or path.stem, str(path), "predictions", file_hash(path))
+    if not ref:
+        raise ModelError("no model given", "pass --model REF or --predictions FILE")
+    baseline_name = ref.removeprefix("baseline:")
+    if ref.startswith("baseline:") or (baseline_name in MODELS and not Path(ref).exists()):
+        baseline: Baseline = MODELS.get(baseline_name)
+        if baseline.family != spec.family:
+            raise ModelError(
+                f"baseline {baseline_name!r} is a {baseline.family} model; "
+                f"task {spec.task!r} is {spec.family}"
+            )
+        predictor = baseline.build(spec, dataset.info, device)
+        fingerprint = file_hash(*baseline.weights(spec.task)) or hashlib.sha256(
+            baseline_name.encode()).hexdigest()[:16]
+        return predictor, ModelInfo(name or baseline_name, ref, "baseline", fingerprint)
+    path = Path(ref)
+    if path.suffix in (".pt", ".pth", ".pt2", ".ts", ".ckpt", ".bin", ".jit") or path.is_file():
+        module = build_module(path, arch, trust_checkpoint).to(device).eval()
+        kind = "torch.export" if path.suffix == ".pt2" else "checkpoint"
+        return family.module_predictor(module), ModelInfo(
+            name or path.stem, ref, kind, file_hash(path)
+        )
+    if ":" in ref:
+        obj = _import_object(ref)
+        module_file = Path(getattr(sys.modules[ref.partition(":")[0]], "__file__", "") or "")
+        fingerprint = file_hash(module_file)
+        if isinstance(obj, torch.nn.Module):
+            return family.module_predictor(obj.to(device).eval()), ModelInfo(
+                name or ref, ref, "module", fingerprint
+            )
+        if callable(obj):
+            return obj, ModelInfo(name or ref, ref, "callable", fingerprint)
+        raise ModelError(f"{ref} is neither an nn.Module nor a callable")
+    raise ModelError(
+        f"cannot resolve model {ref!r}",
+        "use baseline:NAME, a .pt/.pt2 file, or module:function (see `arbench list`)",
+    )

@@ -1,0 +1,1 @@
+"""`arbench perf`: speed cases, one module per family, registered in ``PERF_CASES``."""

@@ -1,0 +1,237 @@
+"""Result, result.json, streamed samples.jsonl, and the atomic leaderboard CSV append."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock, Timeout
+
+from bench.errors import BenchError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+LIBRARIES = ("numpy", "opencv-python", "open3d", "faiss-cpu", "scikit-learn", "scikit-image")
+
+
+@dataclass
+class Result:
+    """One evaluation: scalar metrics, details, metadata and where its files went."""
+
+    task: str
+    model: str
+    run_id: str
+    metrics: dict[str, float]
+    primary_metric: str
+    higher_is_better: dict[str, bool]
+    n_samples: int
+    comparability_key: str
+    metadata: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+    out_dir: Path | None = None
+    figures: list[str] = field(default_factory=list)
+
+    @property
+    def primary(self) -> float:
+        """The value of the task's primary metric."""
+        return self.metrics[self.primary_metric]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able dict (paths as strings)."""
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir) if self.out_dir else None
+        return data
+
+    def leaderboard_row(self) -> dict[str, Any]:
+        """The flat leaderboard row: metrics and metadata as columns."""
+        meta = self.metadata
+        row: dict[str, Any] = {
+            "run_id": self.run_id,
+            "timestamp": meta["timestamp"],
+            "task": self.task,
+            "model": self.model,
+            "primary_metric": self.primary_metric,
+        }
+        row.update({name: _format_number(value) for name, value in self.metrics.items()})
+        row.update(
+            {
+                "n_samples": self.n_samples,
+                "comparability_key": self.comparability_key,
+                "metrics": ";".join(self.metrics),
+                "primary_sample_key": self.metadata.get("primary_sample_key") or "",
+                "lower_is_better": ";".join(
+                    k for k, higher in self.higher_is_better.items() if not higher
+                ),
+            }
+        )
+        for key in (
+            "spec_hash", "protocol_hash", "dataset_fingerprint", "model_fingerprint",
+            "model_ref", "model_kind", "metric_versions", "arbench_version", "torch_version",
+            "cuda_version", "libraries", "git_commit", "git_dirty", "device", "wall_s",
+            "samples_per_s", "seed", "limit",
+        ):
+            value = meta.get(key)
+            row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+        row["result_dir"] = str(self.out_dir) if self.out_dir else ""
+        return row
+
+
+def _format_number(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{value:.6g}"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of arbench's main libraries (those installed)."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def arbench_version() -> str:
+    """The installed arbench version."""
+    try:
+        return version("arbench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def git_state() -> tuple[str, bool | None]:
+    """(commit, dirty) of the arbench checkout, or ('', None) outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+            timeout=10, check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "", None
+    return commit, bool(status.strip())
+
+
+def environment_metadata(device: torch.device) -> dict[str, Any]:
+    """Versions, git state and device name for a run's metadata."""
+    commit, dirty = git_state()
+    if device.type == "cuda":
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return {
+        "arbench_version": arbench_version(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "",
+        "libraries": package_versions(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "device": device_name,
+        "python": platform.python_version(),
+    }
+
+
+def neutralise_cell(value: Any) -> Any:
+    """Prefix text a spreadsheet would run as a formula with a quote; numbers pass."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_PREFIXES):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+class SampleWriter:
+    """Streams per-sample records to ``samples.jsonl`` (nothing is held in memory)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._handle = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def write(self, ids: list[str], values: dict[str, list[Any]]) -> None:
+        """Write one record per sample id with that sample's value of every key."""
+        if self._handle is None:
+            return
+        buffer = io.StringIO()
+        for index, sample_id in enumerate(ids):
+            record = {"id": sample_id}
+            record.update({key: column[index] for key, column in values.items()})
+            buffer.write(json.dumps(record, allow_nan=True) + "\n")
+        self._handle.write(buffer.getvalue())
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same directory, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def append_leaderboard(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to the CSV at ``path`` under a lock, atomically (temp file + rename).
+
+    New columns widen the header; earlier rows keep their values. Formula-like text cells
+    are neutralised. A failure leaves the previous file untouched.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise PermissionError(f"cannot write {path}")
+        lock = FileLock(str(path) + ".lock", timeout=60)
+        with lock:
+            rows: list[dict[str, Any]] = []
+            header: list[str] = []
+            if path.exists():
+                with open(path, newline="", encoding="utf-8") as handle:
+                    reader = csv.DictReader(handle)
+                    header = list(reader.fieldnames or [])
+                    rows = list(reader)
+            header += [key for key in row if key not in header]
+            rows.append({key: neutralise_cell(value) for key, value in row.items()})
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=header, restval="")
+                    writer.writeheader()
+                    writer.writerows(rows)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    except (PermissionError, Timeout, OSError) as exc:
+        raise BenchError(
+            f"cannot append to leaderboard {path}: {exc}",
+            "check the directory is writable, or pass --no-leaderboard",
+        ) from exc

@@ -1,0 +1,291 @@
+"""evaluate(): the one evaluation loop every task, model and CLI command goes through."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import re
+import secrets
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bench.adapters.base import BenchDataset, ensure_embedded, resolve_root
+from bench.errors import BenchError, DataError
+from bench.families.base import Family, move_batch
+from bench.metrics.base import Metric
+from bench.models import ModelInfo, load_model
+from bench.registry import ADAPTERS, FAMILIES, METRICS
+from bench.results import (
+    REPO_ROOT,
+    Result,
+    SampleWriter,
+    append_leaderboard,
+    environment_metadata,
+    write_json_atomic,
+)
+from bench.spec import TaskSpec, _short_hash, load_spec
+
+LEADERBOARD_DIR = REPO_ROOT / "leaderboards"
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``cuda`` when available (or the requested device), else ``cpu``."""
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise BenchError(f"device {requested!r} requested but CUDA is not available",
+                             "use --device cpu")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_dataset(spec: TaskSpec, split: str | None = None) -> BenchDataset:
+    """The spec's adapter over its data root (building the embedded set when missing)."""
+    root = resolve_root(spec.dataset.root, spec.task)
+    if spec.dataset.embedded:
+        ensure_embedded(spec.dataset.embedded, root)
+    adapter = ADAPTERS.get(spec.dataset.adapter)
+    try:
+        dataset = adapter(root, split or spec.dataset.split, **spec.dataset.params)
+    except TypeError as exc:
+        raise BenchError(f"adapter {spec.dataset.adapter!r}: bad dataset.params: {exc}") from exc
+    if len(dataset) == 0:
+        raise DataError(f"data set at {root} (split {split or spec.dataset.split!r}) is empty")
+    return dataset
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed when launched by torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
+
+
+def _new_run_id(rank: int, world: int) -> str:
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    if world > 1:
+        holder = [run_id]
+        dist.broadcast_object_list(holder, src=0)
+        run_id = holder[0]
+    return run_id
+
+
+def _check_leaderboard_writable(path: Path) -> None:
+    target = path if path.exists() else path.parent
+    while not target.exists():
+        target = target.parent
+    if not os.access(target, os.W_OK):
+        raise BenchError(f"leaderboard {path} is not writable",
+                         "fix its permissions, or pass --no-leaderboard")
+
+
+def evaluate(
+    task: str | Path | TaskSpec,
+    model: str | None = None,
+    *,
+    overrides: list[str] | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    out_dir: str | Path = "results",
+    leaderboard: bool = True,
+    leaderboard_dir: str | Path | None = None,
+    amp: bool = False,
+    workers: int = 0,
+    arch: str | None = None,
+    predictions: str | None = None,
+    trust_checkpoint: bool = False,
+    name: str | None = None,
+    progress: bool = True,
+) -> Result:
+    """Evaluate ``model`` on ``task`` exactly as the task's spec says; return the Result.
+
+    Writes ``OUT/<task>/<model>/<run-id>/result.json``, ``samples.jsonl`` and figures, and
+    appends one row to ``leaderboards/<task>.csv`` unless ``leaderboard`` is False.
+    """
+    spec = task if isinstance(task, TaskSpec) else load_spec(task, overrides)
+    family: Family = FAMILIES.get(spec.family)()
+    rank, world = _distributed()
+    torch_device = pick_device(device)
+    if world > 1 and torch_device.type == "cuda":
+        torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    seed_everything(seed)
+    board = Path(leaderboard_dir or LEADERBOARD_DIR) / spec.leaderboard_name
+    if leaderboard and rank == 0:
+        _check_leaderboard_writable(board)
+
+    dataset = build_dataset(spec)
+    indices = list(range(len(dataset)))
+    if limit is not None:
+        if limit < 1:
+            raise BenchError(f"--limit must be at least 1, got {limit}")
+        indices = indices[:limit]
+    n_total = len(indices)
+    local = torch.utils.data.Subset(dataset, indices[rank::world])
+    family.check_sample(dataset[indices[0]])
+
+    predictor, model_info = load_model(
+        model, family, spec, dataset, torch_device, arch=arch, predictions=predictions,
+        trust_checkpoint=trust_checkpoint, name=name,
+    )
+    metrics: list[Metric] = [METRICS.get(m.name)(**m.params).to(torch_device) for m in spec.metrics]
+
+    run_id = _new_run_id(rank, world)
+    run_dir = Path(out_dir) / spec.task / _safe_name(model_info.name) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    samples_path = run_dir / (f"samples.rank{rank}.jsonl" if world > 1 else "samples.jsonl")
+
+    loader = torch.utils.data.DataLoader(
+        local,
+        batch_size=batch_size or int(spec.protocol.get("batch_size", 64)),
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=family.collate,
+        pin_memory=torch_device.type == "cuda",
+    )
+    autocast = (
+        torch.autocast(torch_device.type) if amp else nullcontext()
+    )
+    writer = SampleWriter(samples_path)
+    start = time.perf_counter()
+    try:
+        with _progress(progress and rank == 0, f"{spec.task} / {model_info.name}",
+                       len(loader)) as advance, torch.inference_mode():
+            for batch in loader:
+                batch = move_batch(batch, torch_device, non_blocking=True)
+                with autocast:
+                    raw = predictor(batch)
+                pred = family.check_prediction(raw, batch, dataset.info)
+                per_sample: dict[str, list[Any]] = {}
+                for metric in metrics:
+                    for key, values in metric.update(pred, batch).items():
+                        per_sample[key] = values.tolist()
+                writer.write(list(batch["id"]), per_sample)
+                advance()
+    except BaseException:
+        writer.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    writer.close()
+    if torch_device.type == "cuda":
+        torch.cuda.synchronize(torch_device)
+    wall = time.perf_counter() - start
+
+    for metric in metrics:
+        metric.sync()
+    values: dict[str, float] = {}
+    higher: dict[str, bool] = {}
+    sample_keys: dict[str, str] = {}
+    details: dict[str, Any] = {}
+    for metric in metrics:
+        values.update(metric.compute())
+        higher.update(metric.higher_is_better)
+        sample_keys.update(metric.per_sample_key)
+        details.update(metric.details())
+    result = _make_result(spec, model_info, dataset, metrics, values, higher, details, run_id,
+                          run_dir, n_total, wall, torch_device, seed, limit, sample_keys)
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        if world > 1:
+            _merge_rank_samples(run_dir, world)
+        figure_dir = run_dir / "figures"
+        for metric in metrics:
+            result.figures += [str(p) for p in metric.figures(figure_dir)]
+        write_json_atomic(run_dir / "result.json", result.to_json())
+        if leaderboard:
+            append_leaderboard(board, result.leaderboard_row())
+    return result
+
+
+def _make_result(
+    spec: TaskSpec, model_info: ModelInfo, dataset: BenchDataset, metrics: list[Metric],
+    values: dict[str, float], higher: dict[str, bool], details: dict[str, Any], run_id: str,
+    run_dir: Path, n_samples: int, wall: float, device: torch.device, seed: int,
+    limit: int | None, sample_keys: dict[str, str],
+) -> Result:
+    metric_versions = {type(m).__name__: m.version for m in metrics}
+    key = _short_hash({
+        "protocol": spec.protocol_hash(),
+        "dataset": dataset.info.fingerprint,
+        "metric_versions": metric_versions,
+        "n_samples": n_samples,
+    })
+    metadata = {
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "spec_hash": spec.spec_hash(),
+        "protocol_hash": spec.protocol_hash(),
+        "dataset_fingerprint": dataset.info.fingerprint,
+        "dataset_root": str(dataset.info.root),
+        "split": dataset.info.split,
+        "model_ref": model_info.ref,
+        "model_kind": model_info.kind,
+        "model_fingerprint": model_info.fingerprint,
+        "metric_versions": metric_versions,
+        "wall_s": round(wall, 4),
+        "samples_per_s": round(n_samples / wall, 2) if wall > 0 else None,
+        "seed": seed,
+        "limit": limit,
+        "primary_sample_key": sample_keys.get(spec.primary_metric),
+        **environment_metadata(device),
+    }
+    return Result(
+        task=spec.task, model=model_info.name, run_id=run_id, metrics=values,
+        primary_metric=spec.primary_metric, higher_is_better=higher, n_samples=n_samples,
+        comparability_key=key, metadata=metadata, details=details, out_dir=run_dir,
+    )
+
+
+def _merge_rank_samples(run_dir: Path, world: int) -> None:
+    with open(run_dir / "samples.jsonl", "w", encoding="utf-8") as merged:
+        for rank in range(world):
+            part = run_dir / f"samples.rank{rank}.jsonl"
+            merged.write(part.read_text(encoding="utf-8"))
+            part.unlink()
+
+
+class _progress:
+    """A rich progress bar (or nothing) yielding an ``advance()`` callable."""
+
+    def __init__(self, enabled: bool, title: str, total: int) -> None:
+        self.enabled = enabled
+        self.title = title
+        self.total = total
+        self.bar: Progress | None = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), transient=True)
+        self.bar.start()
+        task_id = self.bar.add_task(self.title, total=self.total)
+        return lambda: self.bar.advance(task_id)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,248 @@
+"""Task specs: a validated pydantic model loaded from YAML, with ``--set`` overrides.
+
+Every problem in a spec is reported at once, each naming the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import BenchError, SpecError
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(_Strict):
+    """Where the data is and which adapter reads it."""
+
+    adapter: str
+    root: str | None = Field(
+        None, description="data directory; relative paths resolve under the data root"
+    )
+    split: str = "test"
+    embedded: str | None = Field(
+        None, description="name of the embedded data set built offline into root when missing"
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricSpec(_Strict):
+    """One metric module and its parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskSpec(_Strict):
+    """A task: a data set read by an adapter, a family contract, a protocol and metrics."""
+
+    task: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    version: int = Field(ge=1)
+    family: str
+    description: str
+    dataset: DatasetSpec
+    protocol: dict[str, Any] = Field(default_factory=dict)
+    metrics: list[MetricSpec] = Field(min_length=1)
+    primary_metric: str
+    baselines: list[str] = Field(default_factory=list)
+    leaderboard: str | None = Field(None, description="leaderboard CSV name, default TASK.csv")
+    reference: str | None = Field(
+        None, description="model the result tables compare against (relative change column)"
+    )
+
+    @property
+    def leaderboard_name(self) -> str:
+        """File name of this task's leaderboard CSV."""
+        return self.leaderboard or f"{self.task}.csv"
+
+    def protocol_hash(self) -> str:
+        """Hash of everything that changes what a number means (not where data lives)."""
+        payload = {
+            "task": self.task,
+            "version": self.version,
+            "family": self.family,
+            "adapter": self.dataset.adapter,
+            "split": self.dataset.split,
+            "dataset_params": self.dataset.params,
+            "protocol": self.protocol,
+            "metrics": [m.model_dump() for m in self.metrics],
+        }
+        return _short_hash(payload)
+
+    def spec_hash(self) -> str:
+        """Hash of the whole spec."""
+        return _short_hash(self.model_dump())
+
+
+def _short_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve_task_path(task: str | Path) -> Path:
+    """A task name (``digits``) or a path to a YAML file -> the spec file's path."""
+    path = Path(task)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise BenchError(f"task spec {path} does not exist")
+        return path
+    candidate = TASKS_DIR / f"{task}.yaml"
+    if candidate.is_file():
+        return candidate
+    import difflib
+
+    names = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+    close = difflib.get_close_matches(str(task), names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "see `arbench list`"
+    raise BenchError(f"unknown task {task!r} (valid: {', '.join(names)})", hint)
+
+
+def task_names() -> list[str]:
+    """The names of the task specs shipped with the package."""
+    return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+
+
+def _line_map(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
+    """Map every key path in a composed YAML tree to its 1-based line number."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            for sub, line in _line_map(value_node, (*path, key)).items():
+                if sub != (*path, key):
+                    lines[sub] = line
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_map(item, (*path, index)))
+    return lines
+
+
+def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
+    loc = tuple(loc)
+    while loc and loc not in lines:
+        loc = loc[:-1]
+    return lines.get(loc, 1)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], value parsed as YAML)."""
+    if "=" not in text:
+        raise BenchError(f"override {text!r} is not KEY.PATH=VALUE",
+                         "e.g. --set dataset.root=/data")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise BenchError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set each ``key.path=value`` override into a copy of the raw spec dict."""
+    data = json.loads(json.dumps(data))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    return data
+
+
+def load_spec(task: str | Path, overrides: list[str] | None = None) -> TaskSpec:
+    """Load, override and validate a task spec; every problem is raised at once."""
+    path = resolve_task_path(task)
+    spec, errors = _load_and_check(path, overrides or [])
+    if errors:
+        raise SpecError(str(path), errors)
+    assert spec is not None
+    return spec
+
+
+def validate_spec_file(path: str | Path, overrides: list[str] | None = None) -> list[str]:
+    """Every problem in a spec file (empty when valid), each as ``file:line: key: message``."""
+    return _load_and_check(resolve_task_path(path), overrides or [])[1]
+
+
+def _load_and_check(path: Path, overrides: list[str]) -> tuple[TaskSpec | None, list[str]]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", []))
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return None, [f"{where}: malformed YAML: {problem}"]
+    if not isinstance(data, dict):
+        return None, [f"{path}:1: a task spec must be a mapping of keys to values"]
+    data = apply_overrides(data, overrides)
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            errors.append(f"{path}:{_line_for(lines, err['loc'])}: {key}: {message}")
+        return None, errors
+    errors = [
+        f"{path}:{_line_for(lines, loc)}: {'.'.join(map(str, loc))}: {message}"
+        for loc, message in check_names(spec)
+    ]
+    return (None if errors else spec), errors
+
+
+def check_names(spec: TaskSpec) -> list[tuple[tuple, str]]:
+    """Registry and metric checks beyond the schema: (key path, message) for each problem."""
+    from bench.registry import ADAPTERS, FAMILIES, METRICS, MODELS
+
+    problems: list[tuple[tuple, str]] = []
+    if spec.family not in FAMILIES:
+        problems.append((("family",), FAMILIES.unknown_message(spec.family)))
+    if spec.dataset.adapter not in ADAPTERS:
+        problems.append((("dataset", "adapter"), ADAPTERS.unknown_message(spec.dataset.adapter)))
+    if spec.dataset.embedded is not None:
+        from bench.registry import EMBEDDED
+
+        if spec.dataset.embedded not in EMBEDDED:
+            problems.append(
+                (("dataset", "embedded"), EMBEDDED.unknown_message(spec.dataset.embedded))
+            )
+    outputs: list[str] = []
+    for index, metric_spec in enumerate(spec.metrics):
+        if metric_spec.name not in METRICS:
+            problems.append((("metrics", index, "name"), METRICS.unknown_message(metric_spec.name)))
+            continue
+        try:
+            metric = METRICS.get(metric_spec.name)(**metric_spec.params)
+        except (TypeError, ValueError) as exc:
+            problems.append((("metrics", index, "params"), f"bad parameters: {exc}"))
+            continue
+        outputs.extend(metric.higher_is_better)
+    if outputs and spec.primary_metric not in outputs:
+        problems.append(
+            (("primary_metric",), f"{spec.primary_metric!r} is not a metric output "
+             f"(outputs: {', '.join(outputs)})")
+        )
+    for index, name in enumerate(spec.baselines):
+        if name not in MODELS:
+            problems.append((("baselines", index), MODELS.unknown_message(name)))
+    if spec.reference is not None and spec.reference not in spec.baselines:
+        problems.append((("reference",), f"{spec.reference!r} is not one of the task's baselines"))
+    return problems

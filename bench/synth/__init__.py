@@ -1,0 +1,1 @@
+"""Deterministic offline generators of the embedded data sets (registered in ``EMBEDDED``)."""
