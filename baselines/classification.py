@@ -162,7 +162,7 @@ def _register(name: str, description: str) -> None:
         return _train_network(name, spec, device, out, epochs, seed)
 
     register_baseline(name, "classification", weights=lambda task: [weights_path(name, task)],
-                      train=train,
+                      train=train, default_task="digits",
                       description=description)(build)
 
 

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a baseline on a task's train split")
     train.add_argument("baseline")
-    train.add_argument("--task", required=True)
+    train.add_argument("--task", help="default: the baseline's own training task")
     train.add_argument("--device")
     train.add_argument("--epochs", type=int)
     train.add_argument("--seed", type=int, default=0)
@@ -244,9 +244,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.spec import load_spec
 
     baseline = MODELS.get(args.baseline)
-    spec = load_spec(args.task, args.overrides)
+    task = args.task or baseline.default_task
+    if task is None:
+        raise BenchError(f"baseline {args.baseline!r} has no default task", "pass --task TASK")
+    spec = load_spec(task, args.overrides)
     if baseline.family != spec.family:
-        raise BenchError(f"{args.baseline} is a {baseline.family} baseline; {args.task} is "
+        raise BenchError(f"{args.baseline} is a {baseline.family} baseline; {task} is "
                          f"{spec.family}")
     if baseline.train is None:
         raise BenchError(f"baseline {args.baseline!r} has nothing to train")

@@ -29,6 +29,7 @@ class Baseline:
     build: Callable[..., Predictor]
     train: Callable[..., Path] | None = None
     weights: Callable[[str], list[Path]] = field(default=lambda task: [])
+    default_task: str | None = None
 
 
 def register_baseline(
@@ -37,17 +38,21 @@ def register_baseline(
     *,
     weights: Callable[[str], list[Path]] | None = None,
     train: Callable[..., Path] | None = None,
+    default_task: str | None = None,
     description: str | None = None,
 ) -> Callable[[Callable[..., Predictor]], Callable[..., Predictor]]:
     """Decorator: register ``build(spec, info, device) -> Predictor`` as baseline ``name``.
 
     ``weights(task)`` lists the files the baseline loads for ``task`` (they fingerprint the
-    model); ``train(spec, device, out=None, epochs=None, seed=0) -> Path`` trains it.
+    model); ``train(spec, device, out=None, epochs=None, seed=0) -> Path`` trains it on
+    ``spec``'s train split; ``default_task`` is the task `arbench train NAME` uses when
+    no ``--task`` is given.
     """
 
     def decorate(build: Callable[..., Predictor]) -> Callable[..., Predictor]:
         doc = description or (build.__doc__ or "").strip()
-        baseline = Baseline(name, family, build, train, weights or (lambda task: []))
+        baseline = Baseline(name, family, build, train, weights or (lambda task: []),
+                            default_task)
         MODELS.register(name, doc)(baseline)
         return build
 
