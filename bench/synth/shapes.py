@@ -16,12 +16,14 @@ revolution come from one lathe routine so that they are watertight by constructi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 import open3d as o3d
 
 LATHE_RESOLUTION = 32
+PROFILE_STEP = 0.2
 
 
 def _mesh(vertices: np.ndarray, triangles: np.ndarray) -> o3d.geometry.TriangleMesh:
@@ -70,11 +72,20 @@ def _arc(centre_z: float, r: float, start: float, stop: float, steps: int) -> np
     return np.stack([r * np.cos(theta), centre_z + r * np.sin(theta)], axis=1)
 
 
-def _profile(points: list[np.ndarray | list[list[float]]]) -> tuple[np.ndarray, np.ndarray]:
+def _profile(points: list[np.ndarray | list[list[float]]],
+             max_step: float = PROFILE_STEP) -> tuple[np.ndarray, np.ndarray]:
+    """Join profile pieces into (radius, height), dropping repeats and splitting every
+    segment longer than ``max_step`` so that no face of the lathe is much larger than others."""
     stacked = np.concatenate([np.asarray(p, dtype=np.float64) for p in points])
     keep = np.ones(len(stacked), dtype=bool)
     keep[1:] = np.abs(np.diff(stacked, axis=0)).sum(axis=1) > 1e-12
     stacked = stacked[keep]
+    dense = [stacked[:1]]
+    for start, stop in itertools.pairwise(stacked):
+        steps = max(1, int(np.ceil(np.linalg.norm(stop - start) / max_step)))
+        t = np.arange(1, steps + 1)[:, None] / steps
+        dense.append(start + t * (stop - start))
+    stacked = np.concatenate(dense)
     stacked[np.abs(stacked[:, 0]) < 1e-12, 0] = 0.0
     return stacked[:, 0], stacked[:, 1]
 
@@ -95,15 +106,13 @@ def _hemisphere(rng: np.random.Generator) -> o3d.geometry.TriangleMesh:
 
 def _cylinder(rng: np.random.Generator) -> o3d.geometry.TriangleMesh:
     height = rng.uniform(1.2, 2.5)
-    z = np.linspace(0.0, height, 5)
-    r, z = _profile([[[0.0, 0.0]], np.stack([np.ones(5), z], 1), [[0.0, height]]])
+    r, z = _profile([[[0.0, 0.0], [1.0, 0.0], [1.0, height], [0.0, height]]])
     return lathe(r, z)
 
 
 def _cone(rng: np.random.Generator) -> o3d.geometry.TriangleMesh:
     height = rng.uniform(1.2, 2.5)
-    t = np.linspace(0.0, 1.0, 6)
-    r, z = _profile([[[0.0, 0.0]], np.stack([1.0 - t, height * t], 1)])
+    r, z = _profile([[[0.0, 0.0], [1.0, 0.0], [0.0, height]]])
     return lathe(r, z)
 
 
@@ -119,9 +128,8 @@ def _arrow(rng: np.random.Generator) -> o3d.geometry.TriangleMesh:
     shaft_len = rng.uniform(1.5, 2.5)
     head_r = shaft_r * rng.uniform(2.0, 2.8)
     head_len = rng.uniform(0.6, 1.0)
-    r, z = _profile([[[0.0, 0.0], [shaft_r, 0.0], [shaft_r, shaft_len / 2],
-                      [shaft_r, shaft_len], [head_r, shaft_len],
-                      [head_r / 2, shaft_len + head_len / 2], [0.0, shaft_len + head_len]]])
+    r, z = _profile([[[0.0, 0.0], [shaft_r, 0.0], [shaft_r, shaft_len], [head_r, shaft_len],
+                      [0.0, shaft_len + head_len]]])
     return lathe(r, z)
 
 
