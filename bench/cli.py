@@ -142,7 +142,11 @@ def cmd_list(_: argparse.Namespace) -> int:
     for column in ("task", "family", "data", "description"):
         tasks.add_column(column)
     for name in task_names():
-        spec = load_spec(name)
+        try:
+            spec = load_spec(name)
+        except SpecError as exc:
+            tasks.add_row(name, "?", "?", f"[red]invalid spec: {exc.errors[0]}[/red]")
+            continue
         data = f"embedded ({spec.dataset.embedded})" if spec.dataset.embedded else "real"
         tasks.add_row(name, spec.family, data, " ".join(spec.description.split())[:90])
     console.print(tasks)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.export.passes import move_to_device_pass
 
 from bench.errors import ModelError
 from bench.families.base import Family, Predictor
@@ -30,6 +31,11 @@ class Baseline:
     train: Callable[..., Path] | None = None
     weights: Callable[[str], list[Path]] = field(default=lambda task: [])
     default_task: str | None = None
+    also_families: tuple[str, ...] = ()
+
+    def serves(self, family: str) -> bool:
+        """Whether the baseline predicts for ``family`` (its own or one of ``also_families``)."""
+        return family == self.family or family in self.also_families
 
 
 def register_baseline(
@@ -40,19 +46,21 @@ def register_baseline(
     train: Callable[..., Path] | None = None,
     default_task: str | None = None,
     description: str | None = None,
+    also_families: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Predictor]], Callable[..., Predictor]]:
     """Decorator: register ``build(spec, info, device) -> Predictor`` as baseline ``name``.
 
     ``weights(task)`` lists the files the baseline loads for ``task`` (they fingerprint the
     model); ``train(spec, device, out=None, epochs=None, seed=0) -> Path`` trains it on
     ``spec``'s train split; ``default_task`` is the task `arbench train NAME` uses when
-    no ``--task`` is given.
+    no ``--task`` is given; ``also_families`` names further families whose contract the
+    same predictor honours (e.g. retrieval and localization share descriptors).
     """
 
     def decorate(build: Callable[..., Predictor]) -> Callable[..., Predictor]:
         doc = description or (build.__doc__ or "").strip()
         baseline = Baseline(name, family, build, train, weights or (lambda task: []),
-                            default_task)
+                            default_task, tuple(also_families))
         MODELS.register(name, doc)(baseline)
         return build
 
@@ -127,20 +135,24 @@ def _state_dict_of(obj: Any) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def build_module(path: Path, arch: str | None, trust: bool) -> torch.nn.Module:
-    """A checkpoint file -> an nn.Module (export, TorchScript, state_dict + arch, module)."""
+def build_module(
+    path: Path, arch: str | None, trust: bool, device: torch.device
+) -> torch.nn.Module:
+    """A checkpoint file -> an nn.Module in eval mode on ``device`` (torch.export program,
+    TorchScript, state_dict + ``arch`` factory, or a pickled module when trusted)."""
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     if path.suffix == ".pt2":
         try:
-            return torch.export.load(str(path)).module()
+            program = torch.export.load(str(path))
+            return move_to_device_pass(program, device).module()
         except Exception as exc:
             raise ModelError(f"cannot load torch.export file {path}: {exc}") from exc
     if _is_torchscript(path):
-        return torch.jit.load(str(path), map_location="cpu")
+        return torch.jit.load(str(path), map_location=device).eval()
     loaded = _load_checkpoint(path, trust)
     if isinstance(loaded, torch.nn.Module):
-        return loaded
+        return loaded.to(device).eval()
     state = _state_dict_of(loaded)
     if state is None:
         raise ModelError(f"{path} is neither a module, TorchScript, torch.export nor a state_dict")
@@ -164,7 +176,7 @@ def build_module(path: Path, arch: str | None, trust: bool) -> torch.nn.Module:
             f"missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}",
             "check --arch matches the network the weights were saved from",
         )
-    return module
+    return module.to(device).eval()
 
 
 def load_model(
@@ -191,7 +203,7 @@ def load_model(
     baseline_name = ref.removeprefix("baseline:")
     if ref.startswith("baseline:") or (baseline_name in MODELS and not Path(ref).exists()):
         baseline: Baseline = MODELS.get(baseline_name)
-        if baseline.family != spec.family:
+        if not baseline.serves(spec.family):
             raise ModelError(
                 f"baseline {baseline_name!r} is a {baseline.family} model; "
                 f"task {spec.task!r} is {spec.family}"
@@ -202,7 +214,7 @@ def load_model(
         return predictor, ModelInfo(name or baseline_name, ref, "baseline", fingerprint)
     path = Path(ref)
     if path.suffix in (".pt", ".pth", ".pt2", ".ts", ".ckpt", ".bin", ".jit") or path.is_file():
-        module = build_module(path, arch, trust_checkpoint).to(device).eval()
+        module = build_module(path, arch, trust_checkpoint, device)
         kind = "torch.export" if path.suffix == ".pt2" else "checkpoint"
         return family.module_predictor(module), ModelInfo(
             name or path.stem, ref, kind, file_hash(path)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bench.adapters.base import BenchDataset, ensure_embedded, resolve_root
@@ -281,7 +282,8 @@ class _progress:
         if not self.enabled:
             return lambda: None
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), transient=True)
+                            TimeRemainingColumn(), transient=True,
+                            console=Console(stderr=True))
         self.bar.start()
         task_id = self.bar.add_task(self.title, total=self.total)
         return lambda: self.bar.advance(task_id)

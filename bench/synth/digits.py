@@ -1,8 +1,8 @@
 """Embedded ``digits``: scikit-learn's 8x8 digits as 28x28 MNIST IDX files.
 
 Each 8x8 digit (values 0..16) is resized to 20x20 with bilinear interpolation and centred
-in a 28x28 frame, as MNIST centres its 20x20 digits; 360 digits (36 per class, fixed
-seed, stratified) form the test split and the other 1437 the train split.
+in a 28x28 frame, as MNIST centres its 20x20 digits; 360 digits (a stratified split with
+a fixed seed, 35 to 37 per class) form the test split and the other 1437 the train split.
 """
 
 from __future__ import annotations
