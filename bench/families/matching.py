@@ -1,0 +1,211 @@
+"""Keypoint matching: a sample is an image pair related by a homography; a prediction is,
+per pair, keypoints and descriptors of both images (matched by the spec's matcher) or the
+keypoints and the matches themselves.
+
+Sample: ``id`` (``<seq>/1-<k>``), ``image0``/``image1`` float32 [3,H,W] in [0,1] (sizes
+differ, so a batch keeps them in lists), ``H`` float64 [3,3] mapping pixels of image0 to
+image1, ``kind`` (``i`` illumination / ``v`` viewpoint), ``image_ids`` (``<seq>/<n>``).
+
+Prediction for a batch: a list with one dict per pair holding ``keypoints0``/``keypoints1``
+[N,2] (x, y; OpenCV pixel convention, centre of the top-left pixel at (0, 0)) and either
+``descriptors0``/``descriptors1`` [N,D] (float for L2, uint8 packed bits for Hamming) or
+``matches`` int64 [M,2] (index into keypoints0, index into keypoints1); optional
+``scores0``/``scores1`` [N] rank keypoints when the metric keeps at most max_keypoints.
+
+Predictions file (``.npz``): per image ``<image_id>/keypoints`` [N,2], ``<image_id>/
+descriptors`` [N,D] and optionally ``<image_id>/scores`` [N]; or per pair
+``<pair id>/matches`` [M,2] with the images' keypoints (see docs/matching.md).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import ContractError, ModelError
+from bench.families.base import Batch, Family, Predictor, check_tensor
+from bench.registry import FAMILIES
+
+FEATURE_KEYS = ("keypoints", "descriptors", "scores")
+
+
+def matching_params(spec: Any) -> dict[str, Any]:
+    """The parameters of the spec's ``matching`` metric (max_keypoints, matcher ...)."""
+    for metric in spec.metrics:
+        if metric.name == "matching":
+            return dict(metric.params)
+    return {}
+
+
+def check_pair(pred: Any, image0: torch.Tensor, image1: torch.Tensor, index: int) -> dict:
+    """Validate one pair's prediction; return it with float keypoints and optional keys set."""
+    if not isinstance(pred, dict):
+        raise ContractError(f"pair {index}: the prediction must be a dict of tensors, got "
+                            f"{type(pred).__name__}")
+    out: dict[str, Any] = {}
+    direct = pred.get("matches") is not None
+    for side, image in ((0, image0), (1, image1)):
+        height, width = image.shape[-2:]
+        kp = check_tensor(f"keypoints{side}", pred.get(f"keypoints{side}"), (None, 2)).float()
+        outside = ((kp[:, 0] < -0.5) | (kp[:, 0] > width - 0.5) | (kp[:, 1] < -0.5)
+                   | (kp[:, 1] > height - 0.5))
+        if outside.any():
+            first = kp[outside][0].tolist()
+            raise ContractError(
+                f"pair {index}: {int(outside.sum())} keypoints{side} lie outside the "
+                f"{width}x{height} image (first at x={first[0]:.1f}, y={first[1]:.1f}); "
+                "valid x in [-0.5, W-0.5], y in [-0.5, H-0.5]")
+        out[f"keypoints{side}"] = kp
+        scores = pred.get(f"scores{side}")
+        if scores is not None:
+            scores = check_tensor(f"scores{side}", scores, (len(kp),)).float()
+        out[f"scores{side}"] = scores
+        if not direct:
+            desc = pred.get(f"descriptors{side}")
+            if not isinstance(desc, torch.Tensor):
+                raise ContractError(f"pair {index}: prediction needs descriptors{side} [N,D] "
+                                    "(or matches [M,2])")
+            desc = check_tensor(f"descriptors{side}", desc, (None, None),
+                                floating=False)
+            if len(desc) != len(kp):
+                raise ContractError(f"pair {index}: {len(desc)} descriptors{side} for "
+                                    f"{len(kp)} keypoints{side}; expected one per keypoint")
+            if not (desc.is_floating_point() or desc.dtype == torch.uint8):
+                raise ContractError(f"descriptors{side} have dtype {desc.dtype}; expected a "
+                                    "float dtype (L2) or uint8 packed bits (Hamming)")
+            out[f"descriptors{side}"] = desc
+    if direct:
+        matches = check_tensor("matches", pred["matches"], (None, 2), floating=False).long()
+        if len(matches) and (matches.min() < 0 or matches[:, 0].max() >= len(out["keypoints0"])
+                             or matches[:, 1].max() >= len(out["keypoints1"])):
+            raise ContractError(f"pair {index}: matches index outside the keypoints "
+                                f"({len(out['keypoints0'])} and {len(out['keypoints1'])})")
+        out["matches"] = matches
+    return out
+
+
+class FeatureCache:
+    """Per-image features by image id (the reference image recurs in 5 pairs of a sequence)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.items: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, key: str, compute: Any) -> Any:
+        """The cached value for ``key``, computing it with ``compute()`` when missing."""
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = compute()
+        self.items[key] = value
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return value
+
+
+def per_image_predictor(extract: Any) -> Predictor:
+    """A pair predictor from ``extract(image [3,H,W]) -> dict(keypoints, descriptors[,
+    scores])`` with features cached per image id."""
+    cache = FeatureCache()
+
+    def predict(batch: Batch) -> list[dict[str, Any]]:
+        out = []
+        for index in range(len(batch["id"])):
+            pair = {}
+            for side in (0, 1):
+                image = batch[f"image{side}"][index]
+                feats = cache.get(batch["image_ids"][index][side], lambda im=image: extract(im))
+                pair.update({f"{k}{side}": v for k, v in feats.items()})
+            out.append(pair)
+        return out
+
+    return predict
+
+
+class PredictionFile:
+    """Serves a predictions ``.npz`` (per-image features, optional per-pair matches)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read predictions file {path}: {exc}") from exc
+
+    def _array(self, key: str, required: bool = True) -> torch.Tensor | None:
+        if key not in self.data.files:
+            if required:
+                raise ModelError(f"{self.path} has no array {key!r}")
+            return None
+        return torch.from_numpy(np.asarray(self.data[key]))
+
+    def __call__(self, batch: Batch) -> list[dict[str, Any]]:
+        out = []
+        for pair_id, image_ids in zip(batch["id"], batch["image_ids"], strict=True):
+            pair: dict[str, Any] = {}
+            matches = self._array(f"{pair_id}/matches", required=False)
+            for side, image_id in enumerate(image_ids):
+                pair[f"keypoints{side}"] = self._array(f"{image_id}/keypoints")
+                pair[f"scores{side}"] = self._array(f"{image_id}/scores", required=False)
+                if matches is None:
+                    pair[f"descriptors{side}"] = self._array(f"{image_id}/descriptors")
+            pair["matches"] = matches
+            out.append(pair)
+        return out
+
+
+def save_predictions(path: Path, features: dict[str, dict[str, np.ndarray]],
+                     matches: dict[str, np.ndarray] | None = None) -> None:
+    """Write features ``{image_id: {keypoints, descriptors[, scores]}}`` and optional
+    ``{pair_id: matches}`` in the family's ``.npz`` layout."""
+    arrays = {f"{image_id}/{key}": value for image_id, feats in features.items()
+              for key, value in feats.items() if key in FEATURE_KEYS}
+    arrays.update({f"{pair_id}/matches": value for pair_id, value in (matches or {}).items()})
+    np.savez(path, **arrays)
+
+
+@FAMILIES.register("matching")
+class MatchingFamily(Family):
+    """Keypoint detection, description and matching on image pairs with a homography."""
+
+    name = "matching"
+    sample_keys = ("id", "image0", "image1", "H", "kind", "image_ids")
+
+    def collate(self, samples: list[dict[str, Any]]) -> Batch:
+        """Images of different sizes stay in lists; homographies stack to [B,3,3]."""
+        batch: Batch = {key: [s[key] for s in samples] for key in samples[0]}
+        batch["H"] = torch.stack(batch["H"])
+        return batch
+
+    def module_predictor(self, module: Any) -> Predictor:
+        """A network called per image as ``module(image [1,3,H,W]) -> (keypoints [N,2],
+        descriptors [N,D][, scores [N]])``."""
+
+        def extract(image: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = module(image[None])
+            if not isinstance(out, tuple | list) or len(out) not in (2, 3):
+                raise ContractError("a matching network must return (keypoints, descriptors"
+                                    "[, scores])")
+            return dict(zip(FEATURE_KEYS, out, strict=False))
+
+        return per_image_predictor(extract)
+
+    def check_prediction(self, pred: Any, batch: Batch, info: Any) -> list[dict[str, Any]]:
+        """One dict per pair; see the module docstring for the keys, shapes and dtypes."""
+        if isinstance(pred, dict) and len(batch["id"]) == 1:
+            pred = [pred]
+        if not isinstance(pred, list | tuple) or len(pred) != len(batch["id"]):
+            raise ContractError(f"matching predictions must be a list of {len(batch['id'])} "
+                                f"dicts (one per pair), got {type(pred).__name__}")
+        return [check_pair(p, batch["image0"][i], batch["image1"][i], i)
+                for i, p in enumerate(pred)]
+
+    def load_predictions(self, path: Path, dataset: Any) -> Predictor:
+        """Read the ``.npz`` layout (per-image features, optional per-pair matches)."""
+        if path.suffix != ".npz":
+            raise ContractError(f"{path}: matching predictions must be an .npz file")
+        return PredictionFile(path)
