@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import pickle
 import sys
 import zipfile
@@ -89,7 +90,10 @@ def file_hash(*paths: Path) -> str:
 
 
 def _import_object(ref: str) -> Any:
+    """Import ``module:attr`` (the current directory is importable, as with ``python -m``)."""
     module_name, _, attr = ref.partition(":")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
