@@ -101,3 +101,24 @@ def test_embedded_digits_build_is_complete_and_deterministic(tmp_path: Path) -> 
     assert all(35 <= count <= 37 for count in torch.bincount(test_set.labels).tolist())
     assert test_set.info.fingerprint == MnistDataset(second, "test").info.fingerprint
     assert not list(tmp_path.glob(".a-*"))
+
+
+def test_download_verifies_checksums(tmp_path: Path, monkeypatch) -> None:
+    import hashlib
+    import io
+
+    from bench.adapters import mnist
+
+    payloads = {name: f"payload {name}".encode() for name in mnist.MNIST_MD5}
+    monkeypatch.setattr(mnist, "MNIST_MD5", {
+        name: hashlib.md5(data).hexdigest() for name, data in payloads.items()})
+    monkeypatch.setattr(mnist.urllib.request, "urlopen",
+                        lambda url, timeout: io.BytesIO(payloads[url.rsplit("/", 1)[1]]))
+    files = mnist.download_mnist(tmp_path)
+    assert sorted(p.name for p in files) == sorted(payloads)
+    payloads["t10k-images-idx3-ubyte.gz"] = b"tampered"
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="checksum mismatch for t10k-images-idx3-ubyte.gz"):
+        mnist.download_mnist(tmp_path)
+    assert not (tmp_path / "t10k-images-idx3-ubyte.gz").exists()
+    assert not list(tmp_path.glob("*.part"))
