@@ -1,0 +1,554 @@
+"""Image-retrieval metrics: recall@k, mAP, and the revisited Oxford/Paris protocols.
+
+Functional versions first (numpy/torch on descriptor matrices and ground-truth lists),
+then the stateful metric shells. Retrieval is not per-sample independent: the runner's
+loop feeds query and database images alike, ``update`` concatenates their descriptors
+(and the queries' ground truth) into ``cat`` states, and ``compute`` builds the faiss index
+over the database and searches it with the queries.
+
+Conventions (``docs/retrieval.md``):
+
+- scores: inner product (``metric: ip``, on L2-normalised descriptors = cosine) or negative
+  squared L2 distance (``metric: l2``; faiss L2 indices return squared distances);
+- ranking ties are broken by database order (stable);
+- junk images are removed from the ranking before anything is counted, as revisitop's
+  ``compute_map`` does; a query with no positive is reported and excluded from the means;
+- ``ap: revisitop`` (default) is revisitop's trapezoid AP, ``ap: standard`` the
+  non-interpolated AP (scikit-learn's ``average_precision_score`` on untied scores);
+- ``recall: any`` (default) counts a query as found at k when any positive is among the
+  first k results; ``recall: fraction`` is the information-retrieval recall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+
+from bench.errors import ContractError
+from bench.metrics.base import Metric
+from bench.registry import METRICS
+
+EASY, HARD, JUNK = 0, 1, 2
+LEVELS = ("easy", "medium", "hard")
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+@dataclass
+class GroundTruth:
+    """Per query: database indices of easy and hard positives and of junk images."""
+
+    easy: list[np.ndarray]
+    hard: list[np.ndarray]
+    junk: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.easy)
+
+    def protocol(self, level: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(positives, junk) per query under revisitop's easy / medium / hard protocol.
+
+        easy: positives easy, junk junk+hard; medium: positives easy+hard, junk junk;
+        hard: positives hard, junk junk+easy.
+        """
+        if level == "easy":
+            return self.easy, [np.union1d(j, h) for j, h in zip(self.junk, self.hard, strict=True)]
+        if level == "medium":
+            return [np.union1d(e, h) for e, h in zip(self.easy, self.hard, strict=True)], self.junk
+        if level == "hard":
+            return self.hard, [np.union1d(j, e) for j, e in zip(self.junk, self.easy, strict=True)]
+        raise ValueError(f"revisitop level must be one of {LEVELS}, got {level!r}")
+
+    @classmethod
+    def from_triples(cls, triples: np.ndarray, n_queries: int) -> GroundTruth:
+        """From rows (query index, database index, kind 0 easy / 1 hard / 2 junk)."""
+        triples = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
+        order = np.lexsort((triples[:, 1], triples[:, 0]))
+        triples = triples[order]
+        lists: list[list[np.ndarray]] = [[], [], []]
+        for kind in (EASY, HARD, JUNK):
+            rows = triples[triples[:, 2] == kind]
+            bounds = np.searchsorted(rows[:, 0], np.arange(n_queries + 1))
+            lists[kind] = [rows[bounds[q]:bounds[q + 1], 1] for q in range(n_queries)]
+        return cls(*lists)
+
+
+def check_descriptors(queries: np.ndarray, database: np.ndarray) -> None:
+    """Raise ContractError for 2-D shape, dimension mismatch or non-finite descriptors."""
+    for name, array in (("query", queries), ("database", database)):
+        if array.ndim != 2:
+            raise ContractError(f"{name} descriptors must be [N, D], got shape {array.shape}")
+        if not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).any(axis=1).sum())
+            raise ContractError(f"{bad} {name} descriptors contain NaN or infinite values")
+    if queries.shape[1] != database.shape[1]:
+        raise ContractError(
+            f"query descriptors have dimension {queries.shape[1]}, database descriptors "
+            f"{database.shape[1]}; they must match")
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Rows of ``x`` [N, D] divided by their L2 norm (zero rows stay zero)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def build_index(
+    database: np.ndarray, metric: str = "ip", index: str = "flat", nlist: int = 100,
+    nprobe: int = 10, hnsw_m: int = 32, gpu: bool = True,
+) -> faiss.Index:
+    """A faiss index over ``database`` [N, D] float32: exact flat, IVF-flat or HNSW.
+
+    ``metric`` ``ip`` (inner product) or ``l2`` (squared distances); the flat index moves
+    to the GPU when faiss has GPU support and ``gpu`` is true.
+    """
+    if metric not in ("ip", "l2"):
+        raise ValueError(f"metric must be 'ip' or 'l2', got {metric!r}")
+    if index not in INDEX_KINDS:
+        raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
+    database = np.ascontiguousarray(database, dtype=np.float32)
+    dim = database.shape[1]
+    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+    if index == "flat":
+        result = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
+        if gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+            result = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, result)
+    elif index == "ivf":
+        quantizer = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
+        result = faiss.IndexIVFFlat(quantizer, dim, min(nlist, len(database)), faiss_metric)
+        result.train(database)
+        result.nprobe = nprobe
+    else:
+        result = faiss.IndexHNSWFlat(dim, hnsw_m, faiss_metric)
+    result.add(database)
+    return result
+
+
+def knn_search(
+    index: faiss.Index, queries: np.ndarray, k: int, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best database entries per query, searched in query batches (bounded memory).
+
+    Returns (scores [Nq, k], ids [Nq, k] int64, -1 where fewer than k exist). Scores are
+    inner products, or squared L2 distances for an L2 index (smaller is better).
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, index.ntotal)
+    scores = np.empty((len(queries), k), dtype=np.float32)
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), batch_size):
+        block = slice(start, start + batch_size)
+        scores[block], ids[block] = index.search(queries[block], k)
+    return scores, ids
+
+
+def similarity(queries: torch.Tensor, database: torch.Tensor, metric: str = "ip") -> torch.Tensor:
+    """Scores [Nq, Ndb], higher is better: inner products or negative squared L2 distances."""
+    products = queries @ database.T
+    if metric == "ip":
+        return products
+    q2 = (queries * queries).sum(dim=1, keepdim=True)
+    d2 = (database * database).sum(dim=1)
+    return 2.0 * products - q2 - d2
+
+
+def ranking_until(scores: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """Database indices ranked by descending score (ties: database order), cut after the
+    last positive: only the entries scoring at least the worst positive are sorted."""
+    if len(positives) == 0:
+        return np.empty(0, dtype=np.int64)
+    candidates = np.flatnonzero(scores >= scores[positives].min())
+    return candidates[np.lexsort((candidates, -scores[candidates]))]
+
+
+def positive_ranks(ranking: np.ndarray, positives: np.ndarray, junk: np.ndarray) -> np.ndarray:
+    """0-based ranks of the positives in ``ranking`` once junk images are removed (sorted)."""
+    kept = ranking[~np.isin(ranking, junk)] if len(junk) else ranking
+    return np.flatnonzero(np.isin(kept, positives))
+
+
+def average_precision(ranks: np.ndarray, n_positives: int, kind: str = "revisitop") -> float:
+    """AP from the sorted 0-based ranks of the retrieved positives (missing ones count 0).
+
+    ``revisitop``: trapezoids of the precision-recall curve, precision at recall step j
+    averaged between j/rank (1 at rank 0) and (j+1)/(rank+1), as revisitop's compute_ap;
+    ``standard``: mean over positives of the precision at their rank, (j+1)/(rank+1).
+    """
+    if n_positives == 0:
+        return float("nan")
+    ranks = np.asarray(ranks, dtype=np.float64)
+    hits = np.arange(len(ranks), dtype=np.float64)
+    after = (hits + 1.0) / (ranks + 1.0)
+    if kind == "standard":
+        return float(after.sum() / n_positives)
+    if kind != "revisitop":
+        raise ValueError(f"ap must be 'revisitop' or 'standard', got {kind!r}")
+    before = np.where(ranks == 0, 1.0, hits / np.maximum(ranks, 1.0))
+    return float(((before + after) / 2.0).sum() / n_positives)
+
+
+def precision_at_k(ranks: np.ndarray, ks: list[int]) -> np.ndarray:
+    """revisitop's mP@k for one query: hits among the first min(k, last positive's 1-based
+    rank) results divided by that number; [len(ks)]."""
+    if len(ranks) == 0:
+        return np.zeros(len(ks))
+    one_based = np.asarray(ranks) + 1
+    limits = np.minimum(one_based.max(), np.asarray(ks))
+    return (one_based[None, :] <= limits[:, None]).sum(axis=1) / limits
+
+
+def query_rankings(
+    queries: np.ndarray, database: np.ndarray, positives: list[np.ndarray], metric: str = "ip",
+    index: faiss.Index | None = None, depth: int = 1000, batch_size: int = 256,
+) -> list[np.ndarray]:
+    """Per query the database ranking up to its last positive.
+
+    With ``index`` None the ranking is exact (scores from a batched matrix product, only
+    the part down to the worst-scored positive sorted); with an approximate faiss index it
+    is the index's first ``depth`` results (positives beyond them are not retrieved).
+    """
+    rankings: list[np.ndarray] = []
+    if index is not None:
+        _, ids = knn_search(index, queries, depth)
+        return [row[row >= 0] for row in ids]
+    db = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
+    for start in range(0, len(queries), batch_size):
+        block = torch.from_numpy(np.ascontiguousarray(queries[start:start + batch_size],
+                                                      dtype=np.float32))
+        scores = similarity(block, db, metric).numpy()
+        for row, q in zip(scores, range(start, start + len(block)), strict=True):
+            rankings.append(ranking_until(row, positives[q]))
+    return rankings
+
+
+def mean_average_precision(
+    rankings: list[np.ndarray], positives: list[np.ndarray], junk: list[np.ndarray],
+    ks: list[int] = (1, 5, 10), ap: str = "revisitop",
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """(mAP, mP@k [len(ks)], AP per query [Nq] (NaN: no positive), P@k per query [Nq, K]).
+
+    Queries without positives are excluded from the means, as revisitop's compute_map does.
+    """
+    ks = list(ks)
+    aps = np.full(len(rankings), np.nan)
+    prs = np.full((len(rankings), len(ks)), np.nan)
+    for q, ranking in enumerate(rankings):
+        if len(positives[q]) == 0:
+            continue
+        ranks = positive_ranks(ranking, positives[q], junk[q])
+        aps[q] = average_precision(ranks, len(positives[q]), ap)
+        prs[q] = precision_at_k(ranks, ks)
+    valid = ~np.isnan(aps)
+    if not valid.any():
+        return float("nan"), np.full(len(ks), np.nan), aps, prs
+    return float(aps[valid].mean()), prs[valid].mean(axis=0), aps, prs
+
+
+def recall_at_k(
+    ids: np.ndarray, positives: list[np.ndarray], junk: list[np.ndarray], ks: list[int],
+    mode: str = "any",
+) -> np.ndarray:
+    """Per query and k [Nq, len(ks)]: ``any`` 1.0 when a positive is among the first k
+    non-junk results, ``fraction`` the share of the query's positives found there; NaN for
+    a query without positives. ``ids`` [Nq, K] ranked results (-1 = none)."""
+    if mode not in ("any", "fraction"):
+        raise ValueError(f"recall must be 'any' or 'fraction', got {mode!r}")
+    n_db = int(ids.max()) + 1 if ids.size else 1
+    n_db = max(n_db, *(int(p.max()) + 1 for p in positives if len(p)), 1)
+    n_db = max(n_db, *(int(j.max()) + 1 for j in junk if len(j)), 1)
+    rows = np.arange(len(ids))[:, None]
+    keys = rows * n_db + np.where(ids >= 0, ids, 0)
+    pos_keys = _keys(positives, n_db)
+    junk_keys = _keys(junk, n_db)
+    is_junk = np.isin(keys, junk_keys) | (ids < 0)
+    is_pos = np.isin(keys, pos_keys) & ~is_junk
+    # rank among non-junk results, so a junk image never takes one of the k places
+    position = np.cumsum(~is_junk, axis=1) - 1
+    n_pos = np.array([len(p) for p in positives], dtype=np.float64)
+    out = np.empty((len(ids), len(ks)))
+    for column, k in enumerate(ks):
+        found = (is_pos & (position < k)).sum(axis=1)
+        out[:, column] = found > 0 if mode == "any" else found / np.maximum(n_pos, 1)
+    out[n_pos == 0] = np.nan
+    return out
+
+
+def _keys(lists: list[np.ndarray], n_db: int) -> np.ndarray:
+    if not lists:
+        return np.empty(0, dtype=np.int64)
+    sizes = np.array([len(x) for x in lists])
+    values = np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]) if sizes.sum() else (
+        np.empty(0, dtype=np.int64))
+    return np.repeat(np.arange(len(lists)), sizes) * n_db + values
+
+
+def search_depth(ks: list[int], junk: list[np.ndarray], n_db: int) -> int:
+    """How many results to fetch so that max(ks) non-junk results remain for every query."""
+    most_junk = max((len(j) for j in junk), default=0)
+    return min(n_db, max(ks) + most_junk)
+
+
+class DescriptorMetric(Metric):
+    """Collects query and database descriptors (``cat`` states) for search in ``compute``.
+
+    Samples carry ``is_query`` (bool) and ``index`` (position among the queries or among
+    the database images); descriptors are stored by that index so that any batching or
+    sharding gives the same matrices. ``figure_queries`` > 0 also keeps small thumbnails
+    for the figure of queries and their top-5 results.
+    """
+
+    def __init__(self, metric: str = "ip", index: str = "flat", nlist: int = 100,
+                 nprobe: int = 10, hnsw_m: int = 32, figure_queries: int = 0,
+                 thumb: int = 64) -> None:
+        super().__init__()
+        if metric not in ("ip", "l2"):
+            raise ValueError(f"metric must be 'ip' or 'l2', got {metric!r}")
+        if index not in INDEX_KINDS:
+            raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
+        self.metric, self.index_kind = metric, index
+        self.nlist, self.nprobe, self.hnsw_m = int(nlist), int(nprobe), int(hnsw_m)
+        self.figure_queries, self.thumb = int(figure_queries), int(thumb)
+        for role in ("query", "db"):
+            self.add_state(f"{role}_desc", torch.zeros(0, 0), "cat")
+            self.add_state(f"{role}_index", torch.zeros(0, dtype=torch.int64), "cat")
+            if self.figure_queries:
+                self.add_state(f"{role}_thumb", torch.zeros(0, 3, self.thumb, self.thumb,
+                                                            dtype=torch.uint8), "cat")
+                self.add_state(f"{role}_thumb_index", torch.zeros(0, dtype=torch.int64), "cat")
+
+    def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        is_query = batch["is_query"].bool().to(pred.device)
+        index = batch["index"].long().to(pred.device)
+        for role, mask in (("query", is_query), ("db", ~is_query)):
+            if mask.any():
+                self.accumulate(f"{role}_desc", pred[mask].float())
+                self.accumulate(f"{role}_index", index[mask])
+        if self.figure_queries:
+            self._keep_thumbnails(batch, is_query, index)
+        return {}
+
+    def _keep_thumbnails(self, batch: dict[str, Any], is_query: torch.Tensor,
+                         index: torch.Tensor) -> None:
+        images = batch["image"]
+        for i in range(len(index)):
+            if bool(is_query[i]) and int(index[i]) >= self.figure_queries:
+                continue
+            image = images[i][None].float()
+            if image.shape[1] == 1:
+                image = image.expand(-1, 3, -1, -1)
+            small = torch.nn.functional.interpolate(image[:, :3], size=(self.thumb, self.thumb),
+                                                    mode="area")
+            role = "query" if bool(is_query[i]) else "db"
+            self.accumulate(f"{role}_thumb", (small * 255).round().clamp(0, 255).to(torch.uint8))
+            self.accumulate(f"{role}_thumb_index", index[i:i + 1])
+
+    def ordered(self, role: str, name: str) -> np.ndarray:
+        """State ``<role>_<name>`` (stored in batch order) sorted by image index."""
+        index = self.state(f"{role}_index")
+        what = "query" if role == "query" else "database"
+        if len(index) == 0:
+            raise ContractError(f"no {what} images were evaluated (is --limit too small?)")
+        order = torch.argsort(index)
+        if not torch.equal(index[order].cpu(), torch.arange(len(index))):
+            raise ContractError(
+                f"{what} images were evaluated partially ({len(index)} of at least "
+                f"{int(index.max()) + 1}); retrieval needs every query and database image")
+        return self.state(f"{role}_{name}")[order].cpu().numpy()
+
+    def descriptors(self, role: str) -> np.ndarray:
+        """The collected descriptors of ``query`` or ``db`` images in index order [N, D]."""
+        return self.ordered(role, "desc").astype(np.float32)
+
+    def thumbnails(self, role: str) -> dict[int, np.ndarray]:
+        """Thumbnails (uint8 [t, t, 3]) by query or database index."""
+        thumbs = self.state(f"{role}_thumb").cpu().numpy().transpose(0, 2, 3, 1)
+        return dict(zip(self.state(f"{role}_thumb_index").tolist(), thumbs, strict=True))
+
+    def search(self, queries: np.ndarray, database: np.ndarray, k: int) -> np.ndarray:
+        """Ranked database ids [Nq, k] from the spec's faiss index."""
+        check_descriptors(queries, database)
+        index = build_index(database, self.metric, self.index_kind, self.nlist, self.nprobe,
+                            self.hnsw_m)
+        return knn_search(index, queries, k)[1]
+
+    def figure_rows(self, ids: np.ndarray, correct: np.ndarray, junk: np.ndarray,
+                    out_dir: Path, name: str) -> list[Path]:
+        """PNG of the first queries and their top-5: correct framed green, wrong red, junk
+        grey. ``correct``/``junk`` are booleans [Nq, 5] aligned with ``ids``."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        queries, db = self.thumbnails("query"), self.thumbnails("db")
+        shown = [q for q in sorted(queries) if q < len(ids)][: self.figure_queries]
+        if not shown:
+            return []
+        cols = 1 + ids.shape[1]
+        fig, axes = plt.subplots(len(shown), cols, figsize=(1.6 * cols, 1.7 * len(shown)),
+                                 squeeze=False)
+        for row, q in enumerate(shown):
+            axes[row, 0].imshow(queries[q])
+            axes[row, 0].set_title(f"query {q}", fontsize=7)
+            for col in range(ids.shape[1]):
+                ax = axes[row, col + 1]
+                db_id = int(ids[q, col])
+                if db_id >= 0 and db_id in db:
+                    ax.imshow(db[db_id])
+                colour = "grey" if junk[q, col] else ("limegreen" if correct[q, col] else "red")
+                for spine in ax.spines.values():
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(4)
+                ax.set_title(f"#{col + 1}: {db_id}", fontsize=7)
+            for ax in axes[row]:
+                ax.set_xticks([])
+                ax.set_yticks([])
+        fig.tight_layout()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / name
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return [path]
+
+
+class _GroundTruthMetric(DescriptorMetric):
+    """A descriptor metric whose queries carry ``easy``/``hard``/``junk`` database lists."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("gt", torch.zeros(0, 3, dtype=torch.int64), "cat")
+
+    def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        rows = []
+        for i, flag in enumerate(batch["is_query"].tolist()):
+            if not flag:
+                continue
+            q = int(batch["index"][i])
+            for kind, key in ((EASY, "easy"), (HARD, "hard"), (JUNK, "junk")):
+                items = np.asarray(batch[key][i], dtype=np.int64)
+                rows.append(np.stack([np.full(len(items), q), items,
+                                      np.full(len(items), kind)], axis=1))
+        if rows:
+            self.accumulate("gt", torch.from_numpy(np.concatenate(rows)).to(pred.device))
+        return super().update(pred, batch)
+
+    def ground_truth(self, n_queries: int, n_db: int) -> GroundTruth:
+        """The queries' ground truth, checked against the database size."""
+        triples = self.state("gt").cpu().numpy()
+        if len(triples) and (triples[:, 1].min() < 0 or triples[:, 1].max() >= n_db):
+            raise ContractError(f"ground truth names database image {int(triples[:, 1].max())}"
+                                f" but only {n_db} database images were evaluated")
+        return GroundTruth.from_triples(triples, n_queries)
+
+
+@METRICS.register("retrieval")
+class RetrievalMetric(_GroundTruthMetric):
+    """recall@k and mAP of global-descriptor retrieval (positives: easy + hard, junk ignored)."""
+
+    def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", recall: str = "any",
+                 depth: int = 1000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ks = sorted(int(k) for k in ks)
+        if not self.ks or self.ks[0] < 1:
+            raise ValueError(f"ks must be positive integers, got {ks}")
+        if ap not in ("revisitop", "standard"):
+            raise ValueError(f"ap must be 'revisitop' or 'standard', got {ap!r}")
+        if recall not in ("any", "fraction"):
+            raise ValueError(f"recall must be 'any' or 'fraction', got {recall!r}")
+        self.ap, self.recall, self.depth = ap, recall, int(depth)
+        self.higher_is_better = {f"recall@{k}": True for k in self.ks} | {"mAP": True}
+        self._details: dict[str, Any] = {}
+        self._top: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def compute(self) -> dict[str, float]:
+        queries, database = self.descriptors("query"), self.descriptors("db")
+        check_descriptors(queries, database)
+        gt = self.ground_truth(len(queries), len(database))
+        positives, junk = gt.protocol("medium")
+        index = build_index(database, self.metric, self.index_kind, self.nlist, self.nprobe,
+                            self.hnsw_m)
+        _, ids = knn_search(index, queries, search_depth(self.ks, junk, len(database)))
+        recalls = recall_at_k(ids, positives, junk, self.ks, self.recall)
+        rankings = query_rankings(queries, database, positives, self.metric,
+                                  None if self.index_kind == "flat" else index, self.depth)
+        m_ap, _, aps, _ = mean_average_precision(rankings, positives, junk, self.ks, self.ap)
+        valid = ~np.isnan(aps)
+        self._details = {
+            "retrieval": {
+                "n_queries": len(queries), "n_database": len(database),
+                "queries_without_positive": np.flatnonzero(~valid).tolist(),
+                "ap_per_query": [None if np.isnan(a) else round(float(a), 6) for a in aps],
+            }
+        }
+        top = ids[:, : min(5, ids.shape[1])]
+        self._top = (top, _membership(top, positives), _membership(top, junk))
+        out = {f"recall@{k}": float(np.nanmean(recalls[:, c])) if valid.any() else float("nan")
+               for c, k in enumerate(self.ks)}
+        out["mAP"] = m_ap
+        return out
+
+    def details(self) -> dict[str, Any]:
+        return self._details
+
+    def figures(self, out_dir: Path) -> list[Path]:
+        if not self.figure_queries or self._top is None:
+            return []
+        return self.figure_rows(*self._top, out_dir, "retrieval_top5.png")
+
+
+@METRICS.register("revisitop")
+class RevisitopMetric(_GroundTruthMetric):
+    """Revisited Oxford/Paris: mAP and mP@k under the easy, medium and hard protocols."""
+
+    def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", depth: int = 1000,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ks = [int(k) for k in ks]
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be positive integers, got {ks}")
+        if ap not in ("revisitop", "standard"):
+            raise ValueError(f"ap must be 'revisitop' or 'standard', got {ap!r}")
+        self.ap, self.depth = ap, int(depth)
+        self.higher_is_better = {}
+        for level in LEVELS:
+            self.higher_is_better[f"mAP_{level}"] = True
+            for k in self.ks:
+                self.higher_is_better[f"mP@{k}_{level}"] = True
+        self._details: dict[str, Any] = {}
+
+    def compute(self) -> dict[str, float]:
+        queries, database = self.descriptors("query"), self.descriptors("db")
+        check_descriptors(queries, database)
+        gt = self.ground_truth(len(queries), len(database))
+        index = None
+        if self.index_kind != "flat":
+            index = build_index(database, self.metric, self.index_kind, self.nlist, self.nprobe,
+                                self.hnsw_m)
+        everything = [np.union1d(e, h) for e, h in zip(gt.easy, gt.hard, strict=True)]
+        rankings = query_rankings(queries, database, everything, self.metric, index, self.depth)
+        out: dict[str, float] = {}
+        self._details = {"revisitop": {}}
+        for level in LEVELS:
+            positives, junk = gt.protocol(level)
+            m_ap, m_p, aps, _ = mean_average_precision(rankings, positives, junk, self.ks,
+                                                       self.ap)
+            out[f"mAP_{level}"] = m_ap
+            for k, value in zip(self.ks, m_p, strict=True):
+                out[f"mP@{k}_{level}"] = float(value)
+            self._details["revisitop"][level] = {
+                "queries_without_positive": np.flatnonzero(np.isnan(aps)).tolist(),
+                "ap_per_query": [None if np.isnan(a) else round(float(a), 6) for a in aps],
+            }
+        return out
+
+    def details(self) -> dict[str, Any]:
+        return self._details
+
+
+def _membership(ids: np.ndarray, lists: list[np.ndarray]) -> np.ndarray:
+    """Booleans [Nq, K]: whether ids[q, j] is in lists[q]."""
+    return np.stack([np.isin(row, items) for row, items in zip(ids, lists, strict=True)]) if len(
+        ids) else np.zeros(ids.shape, dtype=bool)
