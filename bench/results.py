@@ -79,7 +79,7 @@ class Result:
             "spec_hash", "protocol_hash", "dataset_fingerprint", "model_fingerprint",
             "model_ref", "model_kind", "metric_versions", "arbench_version", "torch_version",
             "cuda_version", "libraries", "git_commit", "git_dirty", "device", "wall_s",
-            "samples_per_s", "seed", "limit",
+            "samples_per_s", "seed", "limit", "amp",
         ):
             value = meta.get(key)
             row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value

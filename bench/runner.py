@@ -209,6 +209,7 @@ def evaluate(
         details.update(metric.details())
     result = _make_result(spec, model_info, dataset, metrics, values, higher, details, run_id,
                           run_dir, n_total, wall, torch_device, seed, limit, sample_keys)
+    result.metadata["amp"] = amp
     if world > 1:
         dist.barrier()
     if rank == 0:
