@@ -3,10 +3,10 @@
 ``<class>/{train,test}/<class>_<NNNN>.off`` for the twelve classes of
 ``bench.synth.shapes.SHAPE_CLASSES`` (numbered across train then test, as ModelNet numbers
 its files), 48 train and 16 test meshes per class. Each instance draws its proportions,
-then is subdivided to edges <= 0.3 (unit-sphere units), stretched per axis by U(0.75, 1.25)
-(anisotropy), displaced per vertex by Gaussian noise (sigma 0.01), rotated about the up
-axis z by U(0, 360) degrees and tilted by up to 15 degrees, in half of the cases cut by a
-random plane that removes 10-30 % of its faces (partial occlusion), scaled to a radius of
+then is subdivided to edges <= 0.3 (unit-sphere units), stretched per axis by U(0.6, 1.4)
+(anisotropy), displaced per vertex by Gaussian noise (sigma 0.02), rotated about the up
+axis z by U(0, 360) degrees and tilted by up to 15 degrees, in 60 % of the cases cut by a
+random plane that removes 10-40 % of its faces (partial occlusion), scaled to a radius of
 U(0.1, 0.5) m and translated by up to 1 m. Everything is seeded: the build is deterministic.
 """
 
@@ -23,9 +23,11 @@ from bench.synth.shapes import SHAPE_CLASSES, make_shape
 SPLIT_SIZES = {"train": 48, "test": 16}
 SEED = 2017
 MAX_EDGE = 0.3
-NOISE_SIGMA = 0.01
+NOISE_SIGMA = 0.02
 MAX_TILT_DEG = 15.0
-OCCLUSION_PROBABILITY = 0.5
+OCCLUSION_PROBABILITY = 0.6
+ANISOTROPY = (0.6, 1.4)
+OCCLUDED_FRACTION = (0.1, 0.4)
 
 
 def write_off(path: Path, vertices: np.ndarray, triangles: np.ndarray) -> None:
@@ -66,7 +68,7 @@ def make_instance(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.n
         if _max_edge(mesh) <= MAX_EDGE:
             break
         mesh = mesh.subdivide_midpoint(1)
-    vertices = np.asarray(mesh.vertices) * rng.uniform(0.75, 1.25, size=3)
+    vertices = np.asarray(mesh.vertices) * rng.uniform(*ANISOTROPY, size=3)
     vertices = vertices + rng.normal(0.0, NOISE_SIGMA, size=vertices.shape)
     rotation = _rotation_z(rng.uniform(0.0, 2.0 * np.pi)) @ _tilt(rng)
     vertices = vertices @ rotation.T
@@ -75,7 +77,7 @@ def make_instance(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.n
         direction = rng.normal(size=3)
         direction /= np.linalg.norm(direction)
         depth = vertices[triangles].mean(axis=1) @ direction
-        cut = np.quantile(depth, 1.0 - rng.uniform(0.1, 0.3))
+        cut = np.quantile(depth, 1.0 - rng.uniform(*OCCLUDED_FRACTION))
         triangles = triangles[depth <= cut]
         used, triangles = np.unique(triangles, return_inverse=True)
         vertices, triangles = vertices[used], triangles.reshape(-1, 3)
