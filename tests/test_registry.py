@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 
 from bench import registry
@@ -29,8 +26,6 @@ def test_duplicate_names_are_refused() -> None:
 
 
 def test_entry_point_plugins_register_on_first_lookup(monkeypatch) -> None:
-    plugin = types.ModuleType("arbench_test_plugin")
-    sys.modules["arbench_test_plugin"] = plugin
     table: Registry = Registry("metric", [], "arbench.metrics")
 
     class EntryPoint:
