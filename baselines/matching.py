@@ -233,11 +233,17 @@ def load_lift_style(path: Path, device: torch.device) -> LiftStyle:
 def build_lift_style(spec: Any, info: Any, device: torch.device) -> Predictor:
     """LIFT-style: DoG keypoints, learned orientation, learned 128-D patch descriptor."""
     model = load_lift_style(weights_path(), device)
-    detector = cv2.SIFT_create(nfeatures=_max_keypoints(spec))
+    budget = _max_keypoints(spec)
+    # SIFT returns a location once per dominant orientation; ask for more so that the
+    # de-duplicated DoG keypoints can fill the budget, then keep the strongest ones.
+    detector = cv2.SIFT_create(nfeatures=int(budget * 1.3))
 
     def extract(image: torch.Tensor) -> dict[str, torch.Tensor]:
         gray = gray_uint8(image)
         points, sizes, responses = dog_keypoints(gray, detector)
+        if len(points) > budget:
+            strongest = np.sort(np.argsort(-responses, kind="stable")[:budget])
+            points, sizes, responses = points[strongest], sizes[strongest], responses[strongest]
         pyramid = image_pyramid(torch.from_numpy(gray).float().to(device) / 255.0)
         pts = torch.from_numpy(points).to(device)
         sides = (torch.from_numpy(sizes).to(device) * SUPPORT).clamp(min=12.0)
@@ -304,8 +310,10 @@ def train_lift_style(spec: Any, device: torch.device, out: Path | None = None,
     """Train orientation and descriptor jointly on patch correspondences from random
     homographies of ``TRAIN_IMAGES`` (never the evaluation photographs).
 
-    Loss: HardNet triplet loss on descriptors of patches rotated by the predicted
-    orientations, plus 1 - cos(predicted relative orientation - true local rotation).
+    As LIFT trains its descriptor on orientation-aligned correspondences, the patch in B is
+    cut at A's predicted orientation plus the true local rotation of the homography; the
+    orientation estimator learns from 1 - cos(theta_B - theta_A - true rotation). Loss:
+    HardNet's hardest in-batch triplet loss + 0.5 x the orientation term.
     ``epochs`` counts steps in hundreds (default 4: 400 steps of 192 correspondences).
     """
     from bench.synth.homography_pairs import EVAL_IMAGES, TRAIN_IMAGES, photograph
@@ -331,10 +339,11 @@ def train_lift_style(spec: Any, device: torch.device, out: Path | None = None,
         pb_t = torch.from_numpy(pb).float().to(device)
         side_a = torch.from_numpy(sides[0]).float().to(device)
         side_b = torch.from_numpy(sides[1]).float().to(device)
-        desc_a, angle_a = model.describe(pyr_a, pa_t, side_a)
-        desc_b, angle_b = model.describe(pyr_b, pb_t, side_b)
         truth = torch.from_numpy(rotation).float().to(device)
-        loss_desc = hardest_triplet_loss(desc_a, desc_b)
+        desc_a, angle_a = model.describe(pyr_a, pa_t, side_a)
+        angle_b = model.orientation(sample_patches(pyr_b, pb_t, side_b, torch.zeros_like(side_b)))
+        aligned_b = sample_patches(pyr_b, pb_t, side_b, angle_a.detach() + truth)
+        loss_desc = hardest_triplet_loss(desc_a, model.descriptor(aligned_b))
         loss_ori = (1 - torch.cos(angle_b - angle_a - truth)).mean()
         loss = loss_desc + 0.5 * loss_ori
         optimizer.zero_grad()
