@@ -1,0 +1,389 @@
+"""ShapeNet as 3D-R2N2, Pix2Vox and Occupancy Networks use it for single-view reconstruction.
+
+Layout under ``root``::
+
+    ShapeNetRendering/<synset>/<model>/rendering/00.png .. 23.png   RGBA renders
+    ShapeNetRendering/<synset>/<model>/rendering/rendering_metadata.txt
+        one line per view: azimuth elevation in-plane-rotation distance-ratio fov (degrees)
+    ShapeNetVox32/<synset>/<model>/model.binvox                     32^3 voxels
+    ShapeNetCore.v2/<synset>/<model>/models/model_normalized.obj    mesh (optional)
+    ShapeNet.json      split (Pix2Vox's format: [{taxonomy_id, taxonomy_name, train, val,
+                       test}]), or set ``split_file`` to a list file (``{split}.lst``) of
+                       ``<synset>/<model>`` lines
+    taxonomy.json      optional ShapeNetCore taxonomy ([{synsetId, name}]) for class names
+
+Conventions: the ShapeNet frame is y up. The camera of a view sits at distance
+``distance_ratio * 1.75`` (3D-R2N2's maximum camera distance) on the sphere around the
+origin at the given azimuth (about +y, from +z towards +x) and elevation, looks at the
+origin with y up, and is then rolled by the in-plane rotation about its optical axis; its
+horizontal field of view is the metadata's fov. The ground truth is normalised as
+Occupancy Networks does: the mesh's bounding box centred at the origin and its longest
+side scaled to 1 (the unit cube [-0.5, 0.5]^3); the voxel bounds and the camera are moved
+into that frame with the same similarity. Without the mesh, the surface of the voxels
+(marching cubes) is the ground-truth mesh. Transparent pixels (alpha 0) are composited on
+``background`` (``white``, as 3D-R2N2 tests; ``keep`` leaves the stored RGB).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
+from bench.errors import DataError
+from bench.registry import ADAPTERS
+from bench.synth.render import intrinsics_from_fov, look_at, rotation_matrix
+
+R2N2_MAX_CAMERA_DIST = 1.75
+HOW_TO_GET = ("download ShapeNetRendering.tgz and ShapeNetVox32.tgz from the 3D-R2N2 project "
+              "page (cvgl.stanford.edu/3d-r2n2), Pix2Vox's ShapeNet.json, optionally "
+              "ShapeNetCore.v2, and pass --set dataset.root=DIR")
+R2N2_SYNSETS = {
+    "02691156": "airplane", "02828884": "bench", "02933112": "cabinet", "02958343": "car",
+    "03001627": "chair", "03211117": "display", "03636649": "lamp", "03691459": "loudspeaker",
+    "04090263": "rifle", "04256520": "sofa", "04379243": "table", "04401088": "telephone",
+    "04530566": "watercraft",
+}
+
+
+# --------------------------------------------------------------------------- binvox
+
+
+def read_binvox(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """Read a binvox file -> (occupancy [X,Y,Z] bool, translate [3], scale).
+
+    binvox stores run-length pairs (value, count) in x-z-y order (y fastest); voxel (i,j,k)
+    is centred at ``translate + (ijk + 0.5) / dim * scale``.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read binvox file {path}: {exc}", HOW_TO_GET) from exc
+    header: dict[str, list[str]] = {}
+    offset = 0
+    lines = 0
+    while True:
+        end = data.find(b"\n", offset)
+        if end < 0 or lines > 8:
+            raise DataError(f"{path}: binvox header has no 'data' line")
+        line = data[offset:end].decode("ascii", errors="replace").strip()
+        offset = end + 1
+        lines += 1
+        if lines == 1:
+            if not line.startswith("#binvox"):
+                raise DataError(f"{path}: not a binvox file (first line {line[:20]!r})")
+            continue
+        if line == "data":
+            break
+        key, *values = line.split()
+        header[key] = values
+    try:
+        dims = [int(v) for v in header["dim"]]
+        translate = np.array([float(v) for v in header.get("translate", ["0", "0", "0"])])
+        scale = float(header.get("scale", ["1"])[0])
+    except (KeyError, ValueError, IndexError) as exc:
+        raise DataError(f"{path}: bad binvox header {header} ({exc!r})") from exc
+    if len(dims) != 3 or min(dims) < 1 or len(translate) != 3:
+        raise DataError(f"{path}: bad binvox header: dim {header.get('dim')}, "
+                        f"translate {header.get('translate')}")
+    raw = np.frombuffer(data, dtype=np.uint8, offset=offset)
+    if len(raw) % 2:
+        raw = raw[:-1]
+    values, counts = raw[0::2], raw[1::2]
+    total = int(counts.sum(dtype=np.int64))
+    expected = dims[0] * dims[1] * dims[2]
+    if total != expected:
+        raise DataError(f"{path}: binvox run lengths cover {total} voxels, the header's dim "
+                        f"{dims} needs {expected}; the file is truncated or corrupt")
+    flat = np.repeat(values > 0, counts)
+    grid = flat.reshape(dims[0], dims[2], dims[1]).transpose(0, 2, 1)
+    return np.ascontiguousarray(grid), translate, scale
+
+
+def write_binvox(path: Path, grid: np.ndarray, translate: np.ndarray, scale: float) -> None:
+    """Write an occupancy grid [X,Y,Z] as binvox (inverse of ``read_binvox``)."""
+    grid = np.asarray(grid, dtype=bool)
+    flat = grid.transpose(0, 2, 1).reshape(-1).astype(np.uint8)
+    change = np.flatnonzero(np.diff(flat)) + 1
+    starts = np.concatenate([[0], change])
+    lengths = np.diff(np.concatenate([starts, [len(flat)]]))
+    pairs = []
+    for start, length in zip(starts.tolist(), lengths.tolist(), strict=True):
+        value = int(flat[start])
+        while length > 0:
+            run = min(length, 255)
+            pairs += [value, run]
+            length -= run
+    header = (f"#binvox 1\ndim {grid.shape[0]} {grid.shape[1]} {grid.shape[2]}\n"
+              f"translate {translate[0]:.6f} {translate[1]:.6f} {translate[2]:.6f}\n"
+              f"scale {scale:.6f}\ndata\n")
+    path.write_bytes(header.encode("ascii") + bytes(pairs))
+
+
+# --------------------------------------------------------------------------- OBJ
+
+
+def parse_obj(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices [V,3] and triangles [F,3] of Wavefront OBJ text (polygons fan-split).
+
+    Face corners may be ``v``, ``v/vt``, ``v//vn`` or ``v/vt/vn``, 1-based or negative.
+    """
+    vertices: list[list[float]] = []
+    faces: list[list[int]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("v "):
+            parts = line.split()
+            try:
+                vertices.append([float(parts[1]), float(parts[2]), float(parts[3])])
+            except (ValueError, IndexError) as exc:
+                raise DataError(f"{where}:{number}: bad vertex line {line.strip()!r}") from exc
+        elif line.startswith("f "):
+            try:
+                corner = [int(p.split("/")[0]) for p in line.split()[1:]]
+            except ValueError as exc:
+                raise DataError(f"{where}:{number}: bad face line {line.strip()!r}") from exc
+            corner = [c - 1 if c > 0 else len(vertices) + c for c in corner]
+            faces += [[corner[0], corner[i], corner[i + 1]] for i in range(1, len(corner) - 1)]
+    v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if len(f) and (f.min() < 0 or f.max() >= len(v)):
+        raise DataError(f"{where}: a face indexes vertex {int(f.max()) + 1} but the file has "
+                        f"{len(v)} vertices")
+    if not np.isfinite(v).all():
+        raise DataError(f"{where}: NaN or infinite vertex coordinates")
+    return v, f
+
+
+def read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a Wavefront OBJ mesh file (DataError when missing or malformed)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DataError(f"cannot read mesh {path}: {exc}", HOW_TO_GET) from exc
+    return parse_obj(text, str(path))
+
+
+def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write vertices [V,3] and triangles [F,3] as a Wavefront OBJ file."""
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices)]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in np.asarray(faces)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+def read_metadata(path: Path) -> np.ndarray:
+    """``rendering_metadata.txt`` -> [views, 5]: azimuth, elevation, in-plane, ratio, fov."""
+    try:
+        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        table = np.array([[float(v) for v in row[:5]] for row in rows])
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read camera metadata {path}: {exc}", HOW_TO_GET) from exc
+    if table.ndim != 2 or table.shape[1] != 5:
+        raise DataError(f"{path}: each line needs 5 numbers (azimuth elevation in-plane "
+                        "distance-ratio fov)")
+    return table
+
+
+def camera_from_metadata(azimuth: float, elevation: float, in_plane: float, distance_ratio:
+                         float, fov: float, width: int, height: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K [3,3], R [3,3], t [3] (ShapeNet frame -> OpenCV camera) of one R2N2 view."""
+    az, el = np.radians(azimuth), np.radians(elevation)
+    distance = distance_ratio * R2N2_MAX_CAMERA_DIST
+    eye = distance * np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+    rotation, translation = look_at(eye, (0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0))
+    roll = rotation_matrix((0.0, 0.0, 1.0), in_plane)
+    return intrinsics_from_fov(width, height, fov), roll @ rotation, roll @ translation
+
+
+def unit_cube_normalisation(vertices: np.ndarray) -> tuple[np.ndarray, float]:
+    """(centre [3], scale) mapping x to ``(x - centre) * scale``: bbox centred, longest side 1."""
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    side = float((hi - lo).max())
+    if not side > 0:
+        raise DataError("cannot normalise a degenerate ground-truth mesh (zero extent)")
+    return (lo + hi) / 2.0, 1.0 / side
+
+
+def load_image(path: Path, background: str) -> tuple[np.ndarray, np.ndarray]:
+    """RGB float [H,W,3] in [0,1] and mask [H,W] (alpha > 0; all True without alpha)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"cannot read image {path}", HOW_TO_GET)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    rgb = image[..., 2::-1].astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0)
+    if image.shape[2] == 4:
+        alpha = image[..., 3].astype(np.float32) / (65535.0 if image.dtype == np.uint16
+                                                    else 255.0)
+        mask = alpha > 0
+        if background != "keep":
+            fill = 1.0 if background == "white" else 0.0
+            rgb = rgb * alpha[..., None] + fill * (1.0 - alpha[..., None])
+    else:
+        mask = np.ones(rgb.shape[:2], dtype=bool)
+    return rgb, mask
+
+
+def class_table(root: Path, synsets: list[str], names: dict[str, str]) -> list[str]:
+    """Class names for synsets: taxonomy.json, else the split file's names, else R2N2's table."""
+    taxonomy = root / "taxonomy.json"
+    known = {**R2N2_SYNSETS, **names}
+    if taxonomy.is_file():
+        try:
+            for entry in json.loads(taxonomy.read_text()):
+                known[str(entry["synsetId"])] = str(entry["name"]).split(",")[0]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{taxonomy}: not a ShapeNet taxonomy ({exc!r})") from exc
+    return [known.get(s, s) for s in synsets]
+
+
+def read_split(root: Path, split_file: str, split: str) -> tuple[list[tuple[str, str]],
+                                                                 dict[str, str]]:
+    """(synset, model) pairs of ``split`` and synset names from a Pix2Vox JSON or list file."""
+    path = root / split_file.format(split=split)
+    if not path.is_file():
+        raise DataError(f"split file {path} does not exist", HOW_TO_GET)
+    names: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
+    if path.suffix == ".json":
+        try:
+            entries = json.loads(path.read_text())
+            for entry in entries:
+                synset = str(entry["taxonomy_id"])
+                names[synset] = str(entry.get("taxonomy_name", synset)).split(",")[0]
+                pairs += [(synset, str(m)) for m in entry.get(split, [])]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: not a Pix2Vox split file ([{{taxonomy_id, taxonomy_name, "
+                            f"train, val, test}}]): {exc!r}") from exc
+    else:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.strip().split("/")
+            if len(parts) != 2:
+                raise DataError(f"{path}:{number}: expected '<synset>/<model>', got {line!r}")
+            pairs.append((parts[0], parts[1]))
+    return pairs, names
+
+
+@ADAPTERS.register("r2n2")
+class R2N2Dataset(BenchDataset):
+    """ShapeNet renderings (3D-R2N2) + 32^3 binvox voxels (+ ShapeNetCore meshes)."""
+
+    def __init__(self, root: Path, split: str = "test", split_file: str = "ShapeNet.json",
+                 views: list[int] | str = (0,), background: str = "white",
+                 mesh_dir: str = "ShapeNetCore.v2", mesh: str = "auto",
+                 image_size: int | None = None) -> None:
+        if background not in ("white", "black", "keep"):
+            raise DataError(f"r2n2: background must be white, black or keep, got {background!r}")
+        if mesh not in ("auto", "obj", "voxels"):
+            raise DataError(f"r2n2: mesh must be auto, obj or voxels, got {mesh!r}")
+        if not root.is_dir():
+            raise DataError(f"ShapeNet R2N2 root {root} does not exist", HOW_TO_GET)
+        self.root, self.background, self.image_size = root, background, image_size
+        self.mesh_dir, self.mesh_mode = root / mesh_dir, mesh
+        pairs, names = read_split(root, split_file, split)
+        synsets = sorted({s for s, _ in pairs})
+        self.class_names = class_table(root, synsets, names)
+        self.class_of = {s: i for i, s in enumerate(synsets)}
+        self.models = pairs
+        self.items: list[tuple[int, int]] = []
+        files: list[Path] = []
+        self.metadata: list[np.ndarray] = []
+        for index, (synset, model) in enumerate(pairs):
+            folder = root / "ShapeNetRendering" / synset / model / "rendering"
+            meta_path = folder / "rendering_metadata.txt"
+            voxel_path = root / "ShapeNetVox32" / synset / model / "model.binvox"
+            for needed in (meta_path, voxel_path):
+                if not needed.is_file():
+                    raise DataError(f"ShapeNet R2N2: missing {needed} (model {synset}/{model} "
+                                    f"of split {split!r})", HOW_TO_GET)
+            table = read_metadata(meta_path)
+            self.metadata.append(table)
+            chosen = range(len(table)) if views == "all" else [int(v) for v in views]
+            for view in chosen:
+                if not 0 <= view < len(table):
+                    raise DataError(f"{meta_path} has {len(table)} views; view {view} requested")
+                self.items.append((index, view))
+            files += [meta_path, voxel_path]
+        self.info = DatasetInfo(
+            name="shapenet-r2n2", root=root, split=split,
+            fingerprint=fingerprint_files(files, root), size=len(self.items),
+            meta={"class_names": self.class_names, "synsets": synsets,
+                  "num_classes": len(synsets)})
+
+    def sample_ids(self) -> list[str]:
+        """Every sample's id, in index order (without reading images)."""
+        return [f"{self.models[i][0]}/{self.models[i][1]}/{view:02d}" for i, view in self.items]
+
+    def ground_truth(self, index: int) -> dict[str, Any]:
+        """Normalised mesh, voxels and their bounds of model ``index`` (+ the similarity)."""
+        synset, model = self.models[index]
+        voxel_path = self.root / "ShapeNetVox32" / synset / model / "model.binvox"
+        voxels, translate, scale = read_binvox(voxel_path)
+        if voxels.shape != (32, 32, 32):
+            raise DataError(f"{voxel_path}: voxel grid is {list(voxels.shape)}, expected "
+                            "32^3 (ShapeNetVox32)")
+        bounds = np.stack([translate, translate + scale])
+        obj = self.mesh_dir / synset / model / "models" / "model_normalized.obj"
+        if self.mesh_mode == "obj" or (self.mesh_mode == "auto" and obj.is_file()):
+            vertices, faces = read_obj(obj)
+            if len(faces) == 0:
+                raise DataError(f"{obj}: the ground-truth mesh has no faces")
+        else:
+            from bench.metrics.shape import grid_to_mesh
+
+            vertices, faces = grid_to_mesh(voxels.astype(np.float32), bounds)
+            if len(faces) == 0:
+                raise DataError(f"{voxel_path}: no occupied voxels, so no ground-truth surface")
+        centre, factor = unit_cube_normalisation(vertices)
+        return {"vertices": (vertices - centre) * factor, "faces": faces, "voxels": voxels,
+                "voxel_bounds": (bounds - centre) * factor, "centre": centre, "factor": factor}
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        index, view = self.items[item]
+        synset, model = self.models[index]
+        path = (self.root / "ShapeNetRendering" / synset / model / "rendering"
+                / f"{view:02d}.png")
+        rgb, mask = load_image(path, self.background)
+        gt = self.ground_truth(index)
+        height, width = mask.shape
+        K, R, t = camera_from_metadata(*self.metadata[index][view], width, height)
+        t = (R @ gt["centre"] + t) * gt["factor"]
+        if self.image_size and (height, width) != (self.image_size, self.image_size):
+            rgb, mask, K = resize_view(rgb, mask, K, self.image_size)
+        return {
+            "id": f"{synset}/{model}/{view:02d}",
+            "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float(),
+            "mask": torch.from_numpy(mask),
+            "K": torch.from_numpy(K).float(), "R": torch.from_numpy(R).float(),
+            "t": torch.from_numpy(t).float(),
+            "vertices": torch.from_numpy(gt["vertices"]).float(),
+            "faces": torch.from_numpy(gt["faces"]).long(),
+            "voxels": torch.from_numpy(gt["voxels"]),
+            "voxel_bounds": torch.from_numpy(gt["voxel_bounds"]).float(),
+            "class_index": self.class_of[synset],
+            "class_name": self.class_names[self.class_of[synset]],
+        }
+
+
+def resize_view(rgb: np.ndarray, mask: np.ndarray, K: np.ndarray,
+                size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resize image and mask to size x size and scale K to match (OpenCV pixel centres)."""
+    height, width = mask.shape
+    sx, sy = size / width, size / height
+    rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(mask.astype(np.uint8), (size, size),
+                      interpolation=cv2.INTER_NEAREST).astype(bool)
+    scale = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    return rgb, mask, scale @ K
+
+

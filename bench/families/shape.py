@@ -1,0 +1,269 @@
+"""Single-view shape prediction: one image in, the object's 3D shape out.
+
+Sample (adapters ``r2n2``, ``pix3d``): ``id``; ``image`` [3,H,W] in [0,1]; ``mask`` [H,W]
+bool (the object's silhouette, all True when the data has none); the camera ``K`` [3,3],
+``R`` [3,3], ``t`` [3] (normalised frame -> OpenCV camera); the ground truth in the data
+set's normalised frame (the object centred in the unit cube [-0.5, 0.5]^3): ``vertices``
+[V,3] float, ``faces`` [F,3] long, ``voxels`` [32,32,32] bool over ``voxel_bounds`` [2,3]
+(min, max corners); ``class_index`` and ``class_name`` (ShapeNet synset names).
+
+Prediction, per sample, one of (the predictor declares which by what it returns):
+
+- a mesh: ``{"vertices": [V,3], "faces": [F,3]}``;
+- a point cloud: ``{"points": [N,3]}`` (or a tensor [B,N,3] for the whole batch);
+- an occupancy grid: ``{"occupancy": [R,R,R], "bounds": [2,3]}`` with probabilities in
+  [0,1] (or a tensor [B,R,R,R]: bounds default to the sample's ``voxel_bounds``).
+
+A batch prediction is a list of such dicts, or one dict whose values are batched (tensors
+with a leading B, or lists of B tensors). Grids become meshes by marching cubes.
+
+Predictions file (``--predictions FILE.zip``): a zip archive with one member per sample
+named by sample id plus an extension: ``<id>.npz`` holding ``vertices`` + ``faces``, or
+``points``, or ``occupancy`` (+ ``bounds``); or ``<id>.obj`` / ``<id>.ply`` (a mesh, or a
+point cloud when a PLY has no faces).
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import ContractError, ModelError
+from bench.families.base import Batch, Family, Predictor
+from bench.metrics.shape import ShapePrediction, check_mesh
+from bench.registry import FAMILIES
+
+PREDICTION_SUFFIXES = (".npz", ".obj", ".ply")
+
+
+def _array(name: str, value: Any, sample: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float().cpu().numpy() if value.is_floating_point() \
+            else value.detach().cpu().numpy()
+    if not isinstance(value, np.ndarray):
+        raise ContractError(f"{sample}: prediction {name!r} must be a tensor or array, "
+                            f"got {type(value).__name__}")
+    return value
+
+
+def to_shape_prediction(pred: dict[str, Any], default_bounds: np.ndarray,
+                        sample: str = "prediction") -> ShapePrediction:
+    """Validate one sample's prediction dict and return it as a ShapePrediction."""
+    if "vertices" in pred or "faces" in pred:
+        if "vertices" not in pred or "faces" not in pred:
+            raise ContractError(f"{sample}: a mesh prediction needs both 'vertices' and 'faces'")
+        vertices = _array("vertices", pred["vertices"], sample).astype(np.float64)
+        faces = _array("faces", pred["faces"], sample)
+        if faces.size and not np.issubdtype(faces.dtype, np.integer):
+            raise ContractError(f"{sample}: faces must be integer, got {faces.dtype}")
+        faces = faces.astype(np.int64).reshape(-1, 3) if faces.size == 0 else faces.astype(
+            np.int64)
+        vertices = vertices.reshape(-1, 3) if vertices.size == 0 else vertices
+        check_mesh(vertices, faces, f"{sample}: predicted mesh")
+        return ShapePrediction("mesh", vertices=vertices, faces=faces)
+    if "points" in pred:
+        points = _array("points", pred["points"], sample).astype(np.float64)
+        points = points.reshape(-1, 3) if points.size == 0 else points
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise ContractError(f"{sample}: points must be [N,3], got {list(points.shape)}")
+        if not np.isfinite(points).all():
+            raise ContractError(f"{sample}: {int((~np.isfinite(points)).any(1).sum())} "
+                                "predicted points are NaN or infinite")
+        return ShapePrediction("points", points=points)
+    if "occupancy" in pred:
+        grid = _array("occupancy", pred["occupancy"], sample).astype(np.float32)
+        if grid.ndim != 3 or len(set(grid.shape)) != 1:
+            raise ContractError(f"{sample}: occupancy must be a cubic grid [R,R,R], "
+                                f"got {list(grid.shape)}")
+        if not np.isfinite(grid).all():
+            raise ContractError(f"{sample}: occupancy has NaN or infinite values")
+        if grid.min() < 0 or grid.max() > 1:
+            raise ContractError(f"{sample}: occupancy must be probabilities in [0,1], got "
+                                f"[{grid.min():.3g}, {grid.max():.3g}] (apply a sigmoid)")
+        bounds = pred.get("bounds")
+        bounds = default_bounds if bounds is None else _array("bounds", bounds, sample)
+        bounds = np.asarray(bounds, dtype=np.float64)
+        if bounds.shape != (2, 3) or not (bounds[1] > bounds[0]).all():
+            raise ContractError(f"{sample}: bounds must be [[xmin,ymin,zmin],[xmax,ymax,zmax]] "
+                                f"with max > min, got {bounds.tolist()}")
+        return ShapePrediction("grid", grid=grid, bounds=bounds)
+    raise ContractError(f"{sample}: a shape prediction needs 'vertices'+'faces', 'points' or "
+                        f"'occupancy'; got keys {sorted(pred)}")
+
+
+def _split_batched(pred: dict[str, Any], size: int) -> list[dict[str, Any]]:
+    """A dict of batched values -> one dict per sample (a [2,3] bounds is shared)."""
+    rows: list[dict[str, Any]] = [{} for _ in range(size)]
+    for key, value in pred.items():
+        shared = key == "bounds" and getattr(value, "ndim", 0) == 2
+        if not shared and len(value) != size:
+            raise ContractError(f"prediction {key!r} holds {len(value)} items for a batch of "
+                                f"{size}")
+        for i in range(size):
+            rows[i][key] = value if shared else value[i]
+    return rows
+
+
+@FAMILIES.register("shape")
+class ShapeFamily(Family):
+    """Single-view 3D shape: image -> mesh, point cloud or occupancy grid (normalised frame)."""
+
+    name = "shape"
+    sample_keys = ("id", "image", "mask", "K", "R", "t", "vertices", "faces", "voxels",
+                   "voxel_bounds", "class_index", "class_name")
+
+    def module_predictor(self, module: Any) -> Predictor:
+        """A network ``module(images [B,3,H,W])`` -> occupancy [B,R,R,R] or points [B,N,3]."""
+        return lambda batch: module(batch["image"])
+
+    def check_prediction(self, pred: Any, batch: Batch, info: Any) -> list[ShapePrediction]:
+        """Any accepted prediction form -> one ShapePrediction per sample (ContractError)."""
+        size = len(batch["id"])
+        if isinstance(pred, torch.Tensor):
+            if pred.ndim == 4:
+                pred = {"occupancy": pred}
+            elif pred.ndim == 3 and pred.shape[-1] == 3:
+                pred = {"points": pred}
+            else:
+                raise ContractError(
+                    f"a shape prediction tensor must be occupancy [B,R,R,R] or points [B,N,3], "
+                    f"got shape {list(pred.shape)}")
+        if isinstance(pred, dict):
+            pred = _split_batched(pred, size)
+        if not isinstance(pred, list | tuple) or len(pred) != size:
+            raise ContractError(f"expected {size} shape predictions (a list of dicts, a dict "
+                                f"of batched values or a tensor), got {type(pred).__name__}")
+        out = []
+        for i, item in enumerate(pred):
+            if not isinstance(item, dict):
+                raise ContractError(f"{batch['id'][i]}: prediction must be a dict, got "
+                                    f"{type(item).__name__}")
+            bounds = batch["voxel_bounds"][i]
+            bounds = bounds.cpu().numpy() if isinstance(bounds, torch.Tensor) else bounds
+            out.append(to_shape_prediction(item, np.asarray(bounds), str(batch["id"][i])))
+        return out
+
+    def load_predictions(self, path: Path, dataset: Any) -> Predictor:
+        """Serve per-sample predictions from a zip of ``<id>.npz|.obj|.ply`` members."""
+        if not zipfile.is_zipfile(path):
+            raise ContractError(f"{path}: shape predictions must be a zip archive of "
+                                "<sample id>.npz/.obj/.ply files")
+        return ZipPredictions(path)
+
+
+class ZipPredictions:
+    """Reads one prediction per sample id from a zip archive (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with zipfile.ZipFile(path) as archive:
+            self.members: dict[str, str] = {}
+            for name in archive.namelist():
+                stem, suffix = name.rsplit(".", 1) if "." in name else (name, "")
+                if f".{suffix.lower()}" in PREDICTION_SUFFIXES:
+                    self.members[stem.strip("/")] = name
+
+    def read(self, sample_id: str) -> dict[str, Any]:
+        """The prediction dict of one sample."""
+        if sample_id not in self.members:
+            raise ModelError(f"{self.path} has no prediction for sample {sample_id!r} "
+                             f"(expected a member {sample_id}.npz, .obj or .ply)")
+        name = self.members[sample_id]
+        with zipfile.ZipFile(self.path) as archive:
+            data = archive.read(name)
+        suffix = name.rsplit(".", 1)[1].lower()
+        if suffix == "npz":
+            try:
+                with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                    return {key: arrays[key] for key in arrays.files}
+            except (ValueError, OSError) as exc:
+                raise ContractError(f"{self.path}:{name}: not a readable .npz ({exc})") from exc
+        return read_mesh_bytes(data, suffix, f"{self.path}:{name}")
+
+    def __call__(self, batch: Batch) -> list[dict[str, Any]]:
+        return [self.read(str(sample_id)) for sample_id in batch["id"]]
+
+
+def read_mesh_bytes(data: bytes, suffix: str, where: str) -> dict[str, Any]:
+    """A prediction dict from OBJ or PLY bytes (a PLY without faces is a point cloud)."""
+    if suffix == "obj":
+        from bench.adapters.r2n2 import parse_obj
+
+        vertices, faces = parse_obj(data.decode("utf-8", errors="replace"), where)
+        return {"vertices": vertices, "faces": faces}
+    import open3d as o3d
+
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "prediction.ply"
+        file.write_bytes(data)
+        mesh = o3d.io.read_triangle_mesh(str(file))
+        if len(mesh.triangles):
+            return {"vertices": np.asarray(mesh.vertices),
+                    "faces": np.asarray(mesh.triangles).astype(np.int64)}
+        cloud = o3d.io.read_point_cloud(str(file))
+    if len(cloud.points) == 0 and len(mesh.vertices) == 0 and b"element vertex 0" not in data:
+        raise ContractError(f"{where}: cannot read a mesh or point cloud from this PLY")
+    return {"points": np.asarray(cloud.points)}
+
+
+def render_panel(rows: list[dict[str, Any]], path: Path, level: float = 0.5) -> None:
+    """One figure: per row the input image | ground truth | prediction, seen by its camera.
+
+    Meshes are rendered with ``bench.synth.render`` from the sample's camera; point clouds
+    are projected through it and drawn as dots.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.synth.render import Camera, Scene, SceneObject, project
+
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows)), squeeze=False)
+    for row, axis_row in zip(rows, axes, strict=True):
+        image = np.transpose(row["image"], (1, 2, 0))
+        height, width = image.shape[:2]
+        camera = Camera(row["K"].astype(np.float64), width, height, row["R"].astype(np.float64),
+                        row["t"].astype(np.float64))
+        axis_row[0].imshow(np.clip(image, 0, 1))
+        axis_row[0].set_title(str(row["id"]), fontsize=7)
+        pred: ShapePrediction = row["pred"]
+        for axis, mesh, colour in ((axis_row[1], row["gt"], (0.4, 0.7, 0.4)),
+                                   (axis_row[2], pred.mesh(level), (0.4, 0.5, 0.85))):
+            if mesh is not None and len(mesh[1]):
+                axis.imshow(_render_mesh(mesh, camera, colour, Scene, SceneObject))
+            else:
+                axis.imshow(np.ones((height, width, 3)))
+                points = pred.points if pred.points is not None else np.zeros((0, 3))
+                cam = points @ camera.R.T + camera.t
+                cam = cam[cam[:, 2] > 1e-6]
+                if len(cam):
+                    uv = project(cam, camera.K)
+                    axis.scatter(uv[:, 0], uv[:, 1], s=0.3, c=[colour])
+                axis.set_xlim(-0.5, width - 0.5)
+                axis.set_ylim(height - 0.5, -0.5)
+        axis_row[1].set_title("ground truth", fontsize=8)
+        axis_row[2].set_title(f"prediction ({pred.kind})", fontsize=8)
+        for axis in axis_row:
+            axis.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _render_mesh(mesh: tuple[np.ndarray, np.ndarray], camera: Any, colour: tuple,
+                 scene_cls: Any, object_cls: Any) -> np.ndarray:
+    import open3d as o3d
+
+    triangle_mesh = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(np.asarray(mesh[0], dtype=np.float64)),
+        o3d.utility.Vector3iVector(np.asarray(mesh[1], dtype=np.int32)))
+    scene = scene_cls(background=(1.0, 1.0, 1.0))
+    scene.add(object_cls(triangle_mesh, color=colour))
+    return scene.render(camera).rgb

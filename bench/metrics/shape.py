@@ -1,0 +1,509 @@
+"""Single-view shape metrics, as Occupancy Networks' ``im2mesh/eval.py`` and Tatarchenko et
+al. (CVPR 2019, "What Do Single-view 3D Reconstruction Networks Learn?") define them.
+
+Pure functions first (numpy/torch, nearest neighbours by KD-tree on CPU and chunked
+``torch.cdist`` on GPU, never an N x N matrix), then two stateful metrics:
+
+- ``shape_surface``: Chamfer-L1/L2 with accuracy and completeness, F-score@d with precision
+  and recall, normal consistency and volumetric IoU, per sample, per class, instance mean and
+  class mean. All lengths are in the data set's normalised frame (the unit cube).
+- ``voxel_iou``: 3D-R2N2 / Pix2Vox voxel IoU of thresholded occupancy grids at 32^3.
+
+Conventions (defaults follow Occupancy Networks): Chamfer-L1 = (accuracy + completeness) / 2
+over unsquared Euclidean distances, Chamfer-L2 = the mean of the two mean squared distances,
+not multiplied by 1000; ``chamfer_reduction: sum`` adds the two directions instead. Normal
+consistency uses absolute dot products. An empty prediction gets Occupancy Networks' worst
+values for the [-0.5, 0.5]^3 cube: distances sqrt(3), squared distances 3, F-score 0,
+normal consistency -1 (OccNet's placeholder, below the attainable 0), IoU 0.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open3d as o3d
+import torch
+from scipy.spatial import cKDTree
+
+from bench.errors import BenchError, ContractError
+from bench.metrics.base import Metric
+from bench.registry import METRICS
+
+EMPTY_DISTANCE = math.sqrt(3.0)
+EMPTY_DISTANCE2 = 3.0
+CHUNK = 4096
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@dataclass
+class ShapePrediction:
+    """One sample's prediction: a mesh, a point cloud, or an occupancy grid with bounds.
+
+    ``kind`` is ``mesh`` (``vertices`` [V,3], ``faces`` [F,3]), ``points`` (``points`` [N,3])
+    or ``grid`` (``grid`` [R,R,R] occupancy probabilities in [0,1], ``bounds`` [2,3]: the
+    min and max corners of the box the grid covers; cell (i,j,k) is centred at
+    ``lo + (ijk + 0.5) * (hi - lo) / R``, as binvox voxels are). Arrays are float64 numpy.
+    """
+
+    kind: str
+    vertices: np.ndarray | None = None
+    faces: np.ndarray | None = None
+    points: np.ndarray | None = None
+    grid: np.ndarray | None = None
+    bounds: np.ndarray | None = None
+
+    def mesh(self, level: float = 0.5) -> tuple[np.ndarray, np.ndarray] | None:
+        """(vertices, faces) of a mesh or grid prediction (grids via marching cubes)."""
+        if self.kind == "mesh":
+            return self.vertices, self.faces
+        if self.kind == "grid":
+            return grid_to_mesh(self.grid, self.bounds, level)
+        return None
+
+    def inside(self, points: np.ndarray, level: float = 0.5) -> np.ndarray | None:
+        """Inside test [N] bool of ``points`` [N,3]; None for a point cloud.
+
+        Meshes: Open3D raycasting (``mesh_occupancy``). Grids: trilinear interpolation of
+        the grid (zero outside it) >= ``level``, the isosurface marching cubes extracts.
+        """
+        if self.kind == "grid":
+            return grid_occupancy(self.grid, self.bounds, points, level)
+        if self.kind == "mesh":
+            return mesh_occupancy(self.vertices, self.faces, points)
+        return None
+
+
+def grid_occupancy(grid: np.ndarray, bounds: np.ndarray, points: np.ndarray,
+                   level: float = 0.5) -> np.ndarray:
+    """Trilinearly interpolated occupancy of ``grid`` [R,R,R] over ``bounds`` at ``points``.
+
+    Cell (i,j,k) holds the value at its centre; beyond the grid the value is 0. Returns
+    [N] bool: interpolated value >= ``level``.
+    """
+    from scipy.ndimage import map_coordinates
+
+    bounds = np.asarray(bounds, dtype=np.float64)
+    cell = (bounds[1] - bounds[0]) / np.asarray(grid.shape, dtype=np.float64)
+    coords = (np.asarray(points, dtype=np.float64) - bounds[0]) / cell - 0.5
+    values = map_coordinates(np.asarray(grid, dtype=np.float32), coords.T, order=1,
+                             mode="grid-constant", cval=0.0)
+    return values >= level
+
+
+def grid_to_mesh(grid: np.ndarray, bounds: np.ndarray,
+                 level: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes (scikit-image) of an occupancy grid [R,R,R] over ``bounds`` [2,3].
+
+    The grid is padded with one empty cell on every side so the surface is closed. Returns
+    vertices [V,3] (same units as ``bounds``) and faces [F,3]; both empty when no cell
+    reaches ``level`` or every cell does not fall below it.
+    """
+    from skimage.measure import marching_cubes
+
+    grid = np.asarray(grid, dtype=np.float32)
+    if grid.max(initial=0.0) < level:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    padded = np.pad(grid, 1, constant_values=0.0)
+    verts, faces, _, _ = marching_cubes(padded, level=level)
+    bounds = np.asarray(bounds, dtype=np.float64)
+    cell = (bounds[1] - bounds[0]) / np.asarray(grid.shape, dtype=np.float64)
+    verts = bounds[0] + (verts.astype(np.float64) - 1.0 + 0.5) * cell
+    return verts, faces.astype(np.int64)
+
+
+def check_mesh(vertices: np.ndarray, faces: np.ndarray, what: str = "mesh") -> None:
+    """Raise ContractError for NaN vertices or faces indexing past the vertex list."""
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ContractError(f"{what}: vertices must be [V,3], got {list(vertices.shape)}")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ContractError(f"{what}: faces must be [F,3] triangles, got {list(faces.shape)}")
+    if not np.isfinite(vertices).all():
+        raise ContractError(f"{what}: {int((~np.isfinite(vertices)).any(1).sum())} vertices "
+                            "are NaN or infinite")
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise ContractError(f"{what}: faces index vertex {int(faces.max())} (min "
+                            f"{int(faces.min())}), but there are {len(vertices)} vertices")
+
+
+def face_areas_normals(vertices: np.ndarray,
+                       faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Triangle areas [F] and unit normals [F,3] (zero for degenerate triangles)."""
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    cross = np.cross(b - a, c - a)
+    norm = np.linalg.norm(cross, axis=1)
+    normals = cross / np.maximum(norm, 1e-30)[:, None]
+    return 0.5 * norm, normals
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points uniformly distributed over a mesh's area, with their face normals.
+
+    Faces are drawn with probability proportional to their area, points uniformly inside
+    each face (as trimesh's ``sample_surface`` does for Occupancy Networks). Returns points
+    [n,3] and unit normals [n,3]; both empty when the mesh has no area.
+    """
+    if len(faces) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    areas, normals = face_areas_normals(vertices, faces)
+    total = areas.sum()
+    if not total > 0:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    cumulative = np.cumsum(areas)
+    face = np.searchsorted(cumulative, rng.random(n) * cumulative[-1], side="right")
+    face = np.minimum(face, len(faces) - 1)
+    u, v = rng.random(n), rng.random(n)
+    flip = u + v > 1.0
+    u[flip], v[flip] = 1.0 - u[flip], 1.0 - v[flip]
+    tri = faces[face]
+    a = vertices[tri[:, 0]]
+    points = a + u[:, None] * (vertices[tri[:, 1]] - a) + v[:, None] * (vertices[tri[:, 2]] - a)
+    return points, normals[face]
+
+
+def nearest_neighbours(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
+                       device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """For each source point [N,3], the distance to and index of its nearest target point.
+
+    CPU: a KD-tree (scipy cKDTree, unbalanced sliding-midpoint build, all cores). CUDA:
+    exact chunked ``torch.cdist`` (memory bounded by CHUNK x M). Distances are Euclidean.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        src = torch.as_tensor(np.asarray(source), dtype=torch.float32, device=device)
+        tgt = torch.as_tensor(np.asarray(target), dtype=torch.float32, device=device)
+        dists, index = [], []
+        for chunk in src.split(CHUNK):
+            d, i = torch.cdist(chunk, tgt).min(dim=1)
+            dists.append(d)
+            index.append(i)
+        return torch.cat(dists).double().cpu().numpy(), torch.cat(index).cpu().numpy()
+    tree = cKDTree(np.asarray(target, dtype=np.float64), balanced_tree=False,
+                   compact_nodes=False)
+    dist, index = tree.query(np.asarray(source, dtype=np.float64), k=1, workers=-1)
+    return dist, index
+
+
+def pointcloud_metrics(
+    pred: np.ndarray, gt: np.ndarray, pred_normals: np.ndarray | None = None,
+    gt_normals: np.ndarray | None = None, thresholds: tuple[float, ...] = (0.01,),
+    chamfer_reduction: str = "mean", device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Occupancy Networks' ``eval_pointcloud`` plus Tatarchenko et al.'s F-score.
+
+    ``pred`` [N,3] and ``gt`` [M,3] are surface samples (same units as ``thresholds``).
+    accuracy = mean distance pred -> gt, completeness = mean distance gt -> pred (and the
+    squared versions ``accuracy2``/``completeness2``); ``chamfer_l1`` and ``chamfer_l2`` combine
+    the two directions by ``chamfer_reduction`` (``mean``: OccNet, ``sum``: e.g. PSGN).
+    ``precision@d`` = share of pred points closer than d to gt, ``recall@d`` likewise from
+    gt, ``fscore@d`` their harmonic mean (0 when both are 0). ``normal_consistency`` is the
+    mean of both directions' absolute normal dot products, NaN without normals.
+    """
+    factor = 0.5 if chamfer_reduction == "mean" else 1.0
+    if len(pred) == 0:
+        out = {"accuracy": EMPTY_DISTANCE, "completeness": EMPTY_DISTANCE,
+               "accuracy2": EMPTY_DISTANCE2, "completeness2": EMPTY_DISTANCE2,
+               "chamfer_l1": 2 * factor * EMPTY_DISTANCE,
+               "chamfer_l2": 2 * factor * EMPTY_DISTANCE2,
+               "normal_consistency": -1.0 if gt_normals is not None else math.nan}
+        for d in thresholds:
+            out.update({f"precision@{d:g}": 0.0, f"recall@{d:g}": 0.0, f"fscore@{d:g}": 0.0})
+        return out
+    to_gt, idx_gt = nearest_neighbours(pred, gt, device)
+    to_pred, idx_pred = nearest_neighbours(gt, pred, device)
+    out = {"accuracy": float(to_gt.mean()), "completeness": float(to_pred.mean()),
+           "accuracy2": float((to_gt ** 2).mean()), "completeness2": float((to_pred ** 2).mean())}
+    out["chamfer_l1"] = factor * (out["accuracy"] + out["completeness"])
+    out["chamfer_l2"] = factor * (out["accuracy2"] + out["completeness2"])
+    if pred_normals is not None and gt_normals is not None:
+        acc_n = np.abs((pred_normals * gt_normals[idx_gt]).sum(1)).mean()
+        comp_n = np.abs((gt_normals * pred_normals[idx_pred]).sum(1)).mean()
+        out["normal_consistency"] = float(0.5 * (acc_n + comp_n))
+    else:
+        out["normal_consistency"] = math.nan
+    for d in thresholds:
+        precision = float((to_gt < d).mean())
+        recall = float((to_pred < d).mean())
+        total = precision + recall
+        out[f"precision@{d:g}"] = precision
+        out[f"recall@{d:g}"] = recall
+        out[f"fscore@{d:g}"] = 2 * precision * recall / total if total > 0 else 0.0
+    return out
+
+
+def is_watertight(faces: np.ndarray) -> bool:
+    """True when every undirected edge is shared by exactly two triangles (closed, manifold)."""
+    if len(faces) == 0:
+        return False
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    return bool((counts == 2).all())
+
+
+def mesh_occupancy(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Inside test [N] bool of ``points`` [N,3] for a watertight mesh (Open3D raycasting)."""
+    if len(faces) == 0:
+        return np.zeros(len(points), dtype=bool)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(vertices, dtype=np.float32)),
+                        o3d.core.Tensor(np.ascontiguousarray(faces, dtype=np.uint32)))
+    inside = scene.compute_occupancy(o3d.core.Tensor(np.ascontiguousarray(points,
+                                                                          dtype=np.float32)))
+    return inside.numpy().astype(bool)
+
+
+def iou(occ_a: np.ndarray | torch.Tensor, occ_b: np.ndarray | torch.Tensor) -> float:
+    """Intersection over union of two boolean occupancy arrays (0 when both are empty)."""
+    a = torch.as_tensor(np.asarray(occ_a)).bool().reshape(-1)
+    b = torch.as_tensor(np.asarray(occ_b)).bool().reshape(-1)
+    union = int((a | b).sum())
+    return float((a & b).sum()) / union if union else 0.0
+
+
+def uniform_cube_points(n: int, side: float, padding: float, seed: int) -> np.ndarray:
+    """``n`` points uniform in the cube of side ``side * (1 + padding)`` centred at 0."""
+    half = 0.5 * side * (1.0 + padding)
+    return np.random.default_rng(seed).uniform(-half, half, size=(n, 3))
+
+
+def cell_centres(bounds: np.ndarray, resolution: int) -> np.ndarray:
+    """Centres [R^3,3] of the cells of an R^3 grid over ``bounds`` [2,3], in (i,j,k) order."""
+    bounds = np.asarray(bounds, dtype=np.float64)
+    axes = [bounds[0, d] + (np.arange(resolution) + 0.5) * (bounds[1, d] - bounds[0, d])
+            / resolution for d in range(3)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _class_tables(values: torch.Tensor, classes: torch.Tensor, names: dict[int, str],
+                  keys: list[str]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Instance means, class means (over classes present) and the per-class table."""
+    overall: dict[str, float] = {}
+    per_class: dict[str, dict[str, float]] = {}
+    present = sorted(set(classes.tolist()))
+    for column, key in enumerate(keys):
+        column_values = values[:, column]
+        finite = torch.isfinite(column_values)
+        if not finite.any():
+            continue
+        overall[key] = float(column_values[finite].mean())
+        class_means = []
+        for cls in present:
+            sel = (classes == cls) & finite
+            if sel.any():
+                mean = float(column_values[sel].mean())
+                class_means.append(mean)
+                name = names.get(cls, str(cls))
+                per_class.setdefault(name, {"n": int((classes == cls).sum())})[key] = mean
+        overall[f"{key}_class_mean"] = float(np.mean(class_means))
+    return overall, per_class
+
+
+class _ShapeMetric(Metric):
+    """Shared state: per-sample value rows [B,K] and class indices [B] (cat-reduced)."""
+
+    keys: list[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("values", torch.zeros(0, 0, dtype=torch.float64), "cat")
+        self.add_state("classes", torch.zeros(0, dtype=torch.long), "cat")
+        self.class_names: dict[int, str] = {}
+
+    def _record(self, rows: list[dict[str, float]],
+                batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        table = torch.tensor([[row[k] for k in self.keys] for row in rows], dtype=torch.float64)
+        self.accumulate("values", table)
+        self.accumulate("classes", torch.as_tensor(batch["class_index"]).long().reshape(-1).cpu())
+        for index, name in zip(torch.as_tensor(batch["class_index"]).reshape(-1).tolist(),
+                               batch["class_name"], strict=True):
+            self.class_names[int(index)] = str(name)
+        return {key: table[:, column] for column, key in enumerate(self.keys)}
+
+    def compute(self) -> dict[str, float]:
+        values = self.state("values")
+        if values.numel() == 0:
+            return {}
+        overall, self._per_class = _class_tables(values, self.state("classes"),
+                                                 self.class_names, self.keys)
+        return overall
+
+    def details(self) -> dict[str, Any]:
+        return {f"{self.name}_per_class": getattr(self, "_per_class", {})}
+
+
+@METRICS.register("shape_surface")
+class ShapeSurface(_ShapeMetric):
+    """Chamfer-L1/L2, accuracy, completeness, F-score@d, normal consistency, volumetric IoU.
+
+    ``n_points`` surface samples per shape (``seed`` fixed, recorded in the spec);
+    ``fscore_thresholds`` as fractions of the normalisation cube's side ``cube_side``
+    (default 1%); IoU on ``iou_points`` points uniform in the cube padded by ``iou_padding``
+    (OccNet: 0.1), inside tested with Open3D's ``compute_occupancy``; a ground truth that is
+    not watertight gets IoU NaN (counted in ``non_watertight_gt``) while the point metrics
+    are still computed; point-cloud predictions have no normals or inside, so their normal
+    consistency and IoU are NaN (left out of the means). Grids become meshes by marching
+    cubes at ``grid_level``.
+    """
+
+    name = "shape_surface"
+
+    def __init__(self, n_points: int = 100_000, fscore_thresholds: list[float] | None = None,
+                 cube_side: float = 1.0, iou_points: int = 100_000, iou_padding: float = 0.1,
+                 chamfer_reduction: str = "mean", grid_level: float = 0.5, seed: int = 0,
+                 figure_samples: int = 4) -> None:
+        super().__init__()
+        if chamfer_reduction not in ("mean", "sum"):
+            raise BenchError(f"shape_surface: chamfer_reduction must be 'mean' or 'sum', "
+                             f"got {chamfer_reduction!r}")
+        self.n_points = int(n_points)
+        self.fractions = [float(f) for f in (fscore_thresholds or [0.01])]
+        self.thresholds = tuple(f * cube_side for f in self.fractions)
+        self.cube_side = cube_side
+        self.iou_points = int(iou_points)
+        self.iou_padding = iou_padding
+        self.reduction = chamfer_reduction
+        self.grid_level = grid_level
+        self.seed = seed
+        self.figure_samples = figure_samples
+        self._figures: list[dict[str, Any]] = []
+        self.fscore_names = [f"{100 * f:g}%" for f in self.fractions]
+        self.keys = ["chamfer_l1", "chamfer_l2", "accuracy", "completeness", "accuracy2",
+                     "completeness2", "normal_consistency", "iou", "gt_watertight"]
+        for name in self.fscore_names:
+            self.keys += [f"fscore@{name}", f"precision@{name}", f"recall@{name}"]
+        lower = {"chamfer_l1", "chamfer_l2", "accuracy", "completeness", "accuracy2",
+                 "completeness2"}
+        for key in self.keys:
+            if key == "gt_watertight":
+                continue
+            for out in (key, f"{key}_class_mean"):
+                self.higher_is_better[out] = key not in lower
+            self.per_sample_key[key] = key
+
+    def evaluate_one(self, pred: ShapePrediction, gt_vertices: np.ndarray,
+                     gt_faces: np.ndarray, sample_id: str,
+                     device: str | torch.device = "cpu") -> dict[str, float]:
+        """All values for one sample; surface sampling seeded by ``seed`` and the sample id."""
+        rng = np.random.default_rng([self.seed, zlib.crc32(sample_id.encode())])
+        gt_points, gt_normals = sample_surface(gt_vertices, gt_faces, self.n_points, rng)
+        if len(gt_points) == 0:
+            raise ContractError("the ground-truth mesh has no surface area (empty or degenerate)")
+        mesh = pred.mesh(self.grid_level)
+        if mesh is not None:
+            points, normals = sample_surface(mesh[0], mesh[1], self.n_points, rng)
+        else:
+            points, normals = pred.points, None
+        row = pointcloud_metrics(points, gt_points, normals, gt_normals if mesh is not None
+                                 else None, self.thresholds, self.reduction, device)
+        watertight = is_watertight(gt_faces)
+        row["gt_watertight"] = float(watertight)
+        if not watertight or mesh is None:
+            row["iou"] = math.nan
+        else:
+            probe = uniform_cube_points(self.iou_points, self.cube_side, self.iou_padding,
+                                        self.seed)
+            row["iou"] = iou(pred.inside(probe, self.grid_level),
+                             mesh_occupancy(gt_vertices, gt_faces, probe))
+        for fraction, name in zip(self.thresholds, self.fscore_names, strict=True):
+            for kind in ("fscore", "precision", "recall"):
+                row[f"{kind}@{name}"] = row.pop(f"{kind}@{fraction:g}")
+        return row
+
+    def update(self, pred: list[ShapePrediction], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        rows = []
+        device = batch["image"].device if isinstance(batch.get("image"), torch.Tensor) else "cpu"
+        for i, sample_pred in enumerate(pred):
+            gt_v = _numpy(batch["vertices"][i]).astype(np.float64)
+            gt_f = _numpy(batch["faces"][i]).astype(np.int64)
+            rows.append(self.evaluate_one(sample_pred, gt_v, gt_f, str(batch["id"][i]), device))
+            if len(self._figures) < self.figure_samples:
+                self._figures.append({"id": batch["id"][i], "image": _numpy(batch["image"][i]),
+                                      "gt": (gt_v, gt_f), "pred": sample_pred,
+                                      "K": _numpy(batch["K"][i]), "R": _numpy(batch["R"][i]),
+                                      "t": _numpy(batch["t"][i])})
+        return self._record(rows, batch)
+
+    def compute(self) -> dict[str, float]:
+        overall = super().compute()
+        values = self.state("values")
+        if values.numel():
+            column = values[:, self.keys.index("gt_watertight")]
+            self._non_watertight = int((column == 0).sum())
+        overall.pop("gt_watertight", None)
+        overall.pop("gt_watertight_class_mean", None)
+        return overall
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(),
+                "shape_surface_conventions": {
+                    "n_points": self.n_points, "seed": self.seed,
+                    "fscore_thresholds": list(self.thresholds), "cube_side": self.cube_side,
+                    "chamfer_reduction": self.reduction, "chamfer_scale": 1,
+                    "normals": "absolute dot product", "iou_points": self.iou_points,
+                    "iou_padding": self.iou_padding,
+                    "non_watertight_gt": getattr(self, "_non_watertight", 0)}}
+
+    def figures(self, out_dir: Path) -> list[Path]:
+        """image | ground truth | prediction for the first few samples, one PNG."""
+        if not self._figures:
+            return []
+        from bench.families.shape import render_panel
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "shape_examples.png"
+        render_panel(self._figures, path, self.grid_level)
+        return [path]
+
+
+@METRICS.register("voxel_iou")
+class VoxelIoU(_ShapeMetric):
+    """Voxel IoU of thresholded occupancy at the ground truth's voxel grid (3D-R2N2, Pix2Vox).
+
+    A grid prediction with the ground truth's resolution and bounds is compared cell by
+    cell after thresholding at ``threshold`` (3D-R2N2: 0.4); any other mesh or grid
+    prediction is voxelised at the ground-truth cell centres by an inside test; point
+    clouds get NaN (left out of the means).
+    """
+
+    name = "voxel_iou"
+
+    def __init__(self, threshold: float = 0.4) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.keys = ["voxel_iou"]
+        self.higher_is_better = {"voxel_iou": True, "voxel_iou_class_mean": True}
+        self.per_sample_key = {"voxel_iou": "voxel_iou"}
+
+    def evaluate_one(self, pred: ShapePrediction, gt_voxels: np.ndarray,
+                     gt_bounds: np.ndarray) -> float:
+        """Voxel IoU of one prediction against a boolean grid [R,R,R] over ``gt_bounds``."""
+        resolution = gt_voxels.shape[0]
+        if (pred.kind == "grid" and pred.grid.shape == gt_voxels.shape
+                and np.allclose(pred.bounds, gt_bounds, atol=1e-6)):
+            return iou(pred.grid >= self.threshold, gt_voxels)
+        occupied = pred.inside(cell_centres(gt_bounds, resolution), self.threshold)
+        if occupied is None:
+            return math.nan
+        return iou(occupied.reshape(gt_voxels.shape), gt_voxels)
+
+    def update(self, pred: list[ShapePrediction], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        rows = [{"voxel_iou": self.evaluate_one(p, _numpy(batch["voxels"][i]).astype(bool),
+                                                _numpy(batch["voxel_bounds"][i]))}
+                for i, p in enumerate(pred)]
+        return self._record(rows, batch)
