@@ -71,6 +71,7 @@ def test_run_table_and_compare(capsys, tmp_path: Path) -> None:
     assert code == 2 and "no leaderboard at" in err
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_train_writes_weights(capsys, tmp_path: Path) -> None:
     weights = tmp_path / "logreg.pt"
     code, out, _ = run_cli(capsys, "train", "logreg", "--out", str(weights), "--epochs", "50")
