@@ -19,7 +19,7 @@ from torch import nn
 
 from baselines import WEIGHTS_DIR
 from bench.errors import ModelError
-from bench.families.pointcloud import rotation_about_axis, with_votes
+from bench.families.pointcloud import with_votes
 from bench.models import register_baseline
 
 COMPACT_WIDTH = 0.125
@@ -161,14 +161,14 @@ def _training_clouds(spec: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, A
 def _augment(clouds: torch.Tensor, up_axis: int, generator: torch.Generator) -> torch.Tensor:
     """Random rotation about the up axis, anisotropic scale U(0.8,1.25), jitter N(0,0.01)
     clipped at 0.05 (PointNet's and PointNet++'s training augmentation)."""
-    out = torch.empty_like(clouds)
     angles = torch.rand(len(clouds), generator=generator) * 2 * torch.pi
     scales = 0.8 + 0.45 * torch.rand(len(clouds), 1, 3, generator=generator)
-    for index, angle in enumerate(angles.tolist()):
-        rotation = rotation_about_axis(angle, up_axis)
-        out[index, :, :3] = clouds[index, :, :3] @ rotation.T
-        if clouds.shape[2] == 6:
-            out[index, :, 3:] = clouds[index, :, 3:] @ rotation.T
+    i, j = (up_axis + 1) % 3, (up_axis + 2) % 3
+    rotations = torch.eye(3).repeat(len(clouds), 1, 1)
+    rotations[:, i, i], rotations[:, i, j] = angles.cos(), -angles.sin()
+    rotations[:, j, i], rotations[:, j, j] = angles.sin(), angles.cos()
+    out = torch.cat([clouds[..., k:k + 3] @ rotations.transpose(1, 2)
+                     for k in range(0, clouds.shape[2], 3)], dim=2)
     out[..., :3] *= scales
     jitter = (0.01 * torch.randn(out[..., :3].shape, generator=generator)).clamp(-0.05, 0.05)
     out[..., :3] += jitter
@@ -176,19 +176,20 @@ def _augment(clouds: torch.Tensor, up_axis: int, generator: torch.Generator) -> 
 
 
 def train_pointnet(spec: Any, device: torch.device, out: Path | None = None,
-                   epochs: int | None = None, seed: int = 0) -> Path:
+                   epochs: int | None = None, seed: int = 0, width: float | None = None) -> Path:
     """Train PointNet on the task's train split; returns the weights file.
 
     On embedded sets a compact network (width 0.125) sees a random 256 of each cloud's
     points per step (to train in minutes on a CPU); on real data the paper's network
-    (width 1.0) sees all of them. Adam, cosine schedule, label smoothing 0.1.
+    (width 1.0) sees all of them; ``width`` overrides the choice. Adam, cosine schedule,
+    label smoothing 0.1.
     """
     torch.manual_seed(seed)
     start = time.perf_counter()
     clouds, labels, info = _training_clouds(spec)
     print(f"prepared {len(clouds)} training clouds in {time.perf_counter() - start:.1f}s")
-    width = COMPACT_WIDTH if info["embedded"] else 1.0
-    train_points = COMPACT_TRAIN_POINTS if info["embedded"] else clouds.shape[1]
+    width = width or (COMPACT_WIDTH if info["embedded"] else 1.0)
+    train_points = COMPACT_TRAIN_POINTS if width < 1.0 else clouds.shape[1]
     module = PointNet(info["num_classes"], width, info["in_channels"]).to(device)
     epochs = epochs or (40 if info["embedded"] else 250)
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-3, weight_decay=1e-4)

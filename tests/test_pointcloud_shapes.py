@@ -48,3 +48,25 @@ def test_unknown_class_and_rotation() -> None:
     assert np.allclose(rotation @ rotation.T, np.eye(3))
     assert np.isclose(np.linalg.det(rotation), 1.0)
     assert len(SHAPE_CLASSES) >= 10
+
+
+def test_embedded_writer_uses_the_modelnet_layout(tmp_path, monkeypatch) -> None:
+    from bench.adapters.modelnet import ModelNetDataset, read_off
+    from bench.synth import synthetic_shapes
+
+    monkeypatch.setattr(synthetic_shapes, "SPLIT_SIZES", {"train": 1, "test": 2})
+    synthetic_shapes.build_synthetic_shapes(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == SHAPE_CLASSES
+    assert sorted(p.name for p in (tmp_path / "torus" / "test").iterdir()) == [
+        "torus_0002.off", "torus_0003.off"]  # numbered across train, then test
+    vertices, triangles = read_off(tmp_path / "torus" / "test" / "torus_0002.off")
+    radius = np.linalg.norm(vertices - vertices.mean(axis=0), axis=1).max()
+    assert 0.05 < radius < 0.8 and len(triangles) > 100
+    dataset = ModelNetDataset(tmp_path, "test", num_points=256, num_classes=len(SHAPE_CLASSES))
+    assert len(dataset) == 2 * len(SHAPE_CLASSES)
+    assert dataset[0]["points"].shape == (256, 3)
+    again = tmp_path / "again"
+    again.mkdir()
+    synthetic_shapes.build_synthetic_shapes(again)
+    assert (again / "box" / "test" / "box_0002.off").read_bytes() == (
+        tmp_path / "box" / "test" / "box_0002.off").read_bytes()
