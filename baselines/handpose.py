@@ -146,8 +146,8 @@ def weights_path(task: str) -> Path:
 
 
 def _targets(sample: dict[str, Any]) -> tuple[torch.Tensor, ...]:
-    images, K = resize_inputs(sample["image"][None], sample["K"][None])
-    xyz = sample["keypoints"][None]
+    images, K = resize_inputs(sample["image"][None], sample["K"][None].float())
+    xyz = sample["keypoints"][None].float()
     uvw = xyz @ K.transpose(1, 2)
     uv = uvw[..., :2] / uvw[..., 2:3]
     return images[0], uv[0], xyz[0, :, 2] - xyz[0, :1, 2], torch.log(xyz[0, 0, 2] / K[0, 0, 0])

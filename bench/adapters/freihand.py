@@ -140,10 +140,10 @@ class FreiHandDataset(BenchDataset):
         sample = {
             "id": self.sample_id(index),
             "image": image.float().div_(255.0),
-            "K": torch.from_numpy(self.K[index]).float(),
-            "keypoints": torch.from_numpy(self.xyz[index]).float(),
+            "K": torch.from_numpy(self.K[index]),
+            "keypoints": torch.from_numpy(self.xyz[index]),
             "visibility": torch.from_numpy(self.vis[index] > 0),
         }
         if self.verts is not None:
-            sample["vertices"] = torch.from_numpy(self.verts[index]).float()
+            sample["vertices"] = torch.from_numpy(self.verts[index])
         return sample

@@ -1,7 +1,8 @@
 """Hand pose from a single image.
 
 Sample: ``image`` [3,H,W] in [0,1], ``K`` [3,3], ``keypoints`` [21,3] (metres, camera frame,
-FreiHAND order), ``visibility`` [21] (bool), optionally ``vertices`` [V,3] (metres).
+FreiHAND order), ``visibility`` [21] (bool), optionally ``vertices`` [V,3] (metres); K,
+keypoints and vertices are float64, as read from FreiHAND's JSON (metrics run in float64).
 Prediction: keypoints [B,21,3] in metres in the camera frame, or a dict with
 ``keypoints`` and optionally ``vertices`` [B,V,3].
 
