@@ -80,15 +80,19 @@ def build_orb(spec: Any, info: Any, device: torch.device) -> Predictor:
 
 
 class _GfttDetector:
-    """Shi-Tomasi corners (OpenCV GFTT) given a fixed size and an upright orientation."""
+    """Shi-Tomasi corners (OpenCV GFTT) given SIFT's size 8 (sigma 4) and an upright
+    orientation. ``octave`` is SIFT's packed octave/layer of that sigma (octave 1, layer
+    1), so the descriptor is computed on the matching pyramid level, as for SIFT's own."""
 
-    def __init__(self, max_keypoints: int, size: float = 16.0) -> None:
+    size = 8.0
+    octave = 1 | (1 << 8)
+
+    def __init__(self, max_keypoints: int) -> None:
         self.gftt = cv2.GFTTDetector_create(maxCorners=max_keypoints, qualityLevel=0.005,
                                             minDistance=3, blockSize=5)
-        self.size = size
 
     def detect(self, gray: np.ndarray, mask: Any) -> list[cv2.KeyPoint]:
-        return [cv2.KeyPoint(k.pt[0], k.pt[1], self.size, 0.0, k.response)
+        return [cv2.KeyPoint(k.pt[0], k.pt[1], self.size, 0.0, k.response, self.octave)
                 for k in self.gftt.detect(gray, mask)]
 
 

@@ -20,12 +20,14 @@ from bench.spec import load_spec
 
 def write_sequence(root: Path, name: str, size: tuple[int, int] = (40, 60), n: int = 3,
                    homography: np.ndarray | None = None) -> Path:
-    """A tiny HPatches sequence: n .ppm images (height, width = size) and H_1_k files."""
+    """A tiny HPatches sequence: n copies of one smooth random .ppm image (height, width =
+    size) and H_1_k files."""
     folder = root / name
     folder.mkdir(parents=True)
     rng = np.random.default_rng(len(name))
+    image = rng.integers(0, 255, size=(size[0] // 4, size[1] // 4, 3), dtype=np.uint8)
+    image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
     for k in range(1, n + 1):
-        image = rng.integers(0, 255, size=(*size, 3), dtype=np.uint8)
         cv2.imwrite(str(folder / f"{k}.ppm"), image)
     for k in range(2, n + 1):
         np.savetxt(folder / f"H_1_{k}", np.eye(3) if homography is None else homography)
@@ -193,3 +195,15 @@ def test_orb_uses_hamming_and_compare_table(run_dirs: dict, capsys: pytest.Captu
     assert code == 0
     table = capsys.readouterr().out
     assert "correct_matches@3px" in table and "orb" in table and "%" in table
+
+
+def test_real_task_reads_a_root_in_hpatches_layout(tmp_path: Path, run_dirs: dict) -> None:
+    write_sequence(tmp_path, "i_noise", size=(96, 128))
+    result = evaluate("matching-hpatches", "sift", progress=False,
+                      overrides=[f"dataset.root={tmp_path}", "dataset.params.max_side=64"],
+                      **run_dirs)
+    assert result.n_samples == 2
+    # identical images, identity homographies: every mutual match is exact
+    assert result.metrics["keypoints"] > 10
+    assert result.metrics["mma@1px"] == 1.0 and result.metrics["repeatability"] == 1.0
+    assert result.metrics["homography_accuracy@1px"] == 1.0

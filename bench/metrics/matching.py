@@ -163,8 +163,11 @@ def repeatability(kp0: np.ndarray, kp1: np.ndarray, homography: np.ndarray,
     ``mikolajczyk``: one-to-one (mutually nearest) point correspondences within
     ``threshold`` pixels divided by min(n0, n1); ``superpoint``: (kp0 with a kp1 within the
     threshold + kp1 with a kp0 within it) / (n0 + n1). ``region`` ``shared`` counts only
-    keypoints seen by both images, ``all`` every keypoint. Nearest neighbours by KD-tree.
+    keypoints seen by both images, ``all`` every keypoint. Keypoints repeated at one
+    location (SIFT's extra orientations) count once. Nearest neighbours by KD-tree.
     """
+    kp0 = np.unique(np.round(np.asarray(kp0, dtype=np.float64), 3), axis=0)
+    kp1 = np.unique(np.round(np.asarray(kp1, dtype=np.float64), 3), axis=0)
     if region == "shared":
         mask0, mask1 = shared_masks(kp0, kp1, homography, shape0, shape1)
         kp0, kp1 = kp0[mask0], kp1[mask1]
