@@ -58,12 +58,13 @@ def case(device: str | None = None) -> list[dict]:
     """SIFT extraction vs the metric side per pair at 2000 keypoints; MNN of 8000 x 8000."""
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     sync = torch.cuda.synchronize if torch_device.type == "cuda" else (lambda: None)
-    base = cv2.resize(cv2.cvtColor(photograph("astronaut"), cv2.COLOR_RGB2GRAY), (1024, 1024),
+    base = cv2.resize(cv2.cvtColor(photograph("astronaut"), cv2.COLOR_RGB2GRAY), (1280, 1280),
                       interpolation=cv2.INTER_CUBIC)
     height, width = base.shape
     homography = random_homography(np.random.default_rng(0), width, height, strength=0.4)
     warped = cv2.warpPerspective(base, homography, (width, height))
-    sift = cv2.SIFT_create(nfeatures=KEYPOINTS)
+    # a lower contrast threshold than the default so that both images reach 2000 keypoints
+    sift = cv2.SIFT_create(nfeatures=KEYPOINTS, contrastThreshold=0.02)
 
     def extract() -> tuple:
         return sift.detectAndCompute(base, None), sift.detectAndCompute(warped, None)
