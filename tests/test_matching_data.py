@@ -207,3 +207,45 @@ def test_real_task_reads_a_root_in_hpatches_layout(tmp_path: Path, run_dirs: dic
     assert result.metrics["keypoints"] > 10
     assert result.metrics["mma@1px"] == 1.0 and result.metrics["repeatability"] == 1.0
     assert result.metrics["homography_accuracy@1px"] == 1.0
+
+
+class GridFeatures(torch.nn.Module):
+    """A plain network: keypoints on a fixed 16-px grid, descriptors = 5x5 gray patches."""
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gray = image[0].mean(0)
+        height, width = gray.shape
+        ys, xs = torch.meshgrid(torch.arange(8, height - 8, 16), torch.arange(8, width - 8, 16),
+                                indexing="ij")
+        keypoints = torch.stack([xs.flatten(), ys.flatten()], dim=1).float()
+        patches = torch.nn.functional.unfold(gray[None, None], 5, padding=2)[0]
+        index = ys.flatten() * width + xs.flatten()
+        return keypoints, patches[:, index].T.contiguous()
+
+
+def test_plain_module_and_direct_matches_file(run_dirs: dict, tmp_path: Path) -> None:
+    dataset = build_dataset(load_spec("matching-homography"))
+    family = MatchingFamily()
+    sample = dataset[0]  # i_astronaut/1-2: identity homography
+    predictor = family.module_predictor(GridFeatures())
+    pair = family.check_prediction(predictor(family.collate([sample])), family.collate([sample]),
+                                   dataset.info)[0]
+    assert pair["keypoints0"].shape[1] == 2
+    assert pair["descriptors0"].shape == (len(pair["keypoints0"]), 25)
+    # a file holding keypoints and, for the pair, matches: identity matches on the grid
+    n = len(pair["keypoints0"])
+    features = {image_id: {"keypoints": pair[f"keypoints{side}"].numpy()}
+                for side, image_id in enumerate(sample["image_ids"])}
+    matches = {sample["id"]: np.stack([np.arange(n), np.arange(n)], axis=1)}
+    path = tmp_path / "grid.npz"
+    save_predictions(path, features, matches)
+    result = evaluate("matching-homography", predictions=str(path), limit=1, progress=False,
+                      **run_dirs)
+    assert result.metrics["putative_matches"] == n
+    assert result.metrics["correct_matches@1px"] == n and result.metrics["mma@1px"] == 1.0
+    assert result.metrics["homography_accuracy@1px"] == 1.0
+    missing = tmp_path / "empty.npz"
+    np.savez(missing, other=np.zeros(1))
+    with pytest.raises(Exception, match="has no array 'i_astronaut/1/keypoints'"):
+        evaluate("matching-homography", predictions=str(missing), limit=1, progress=False,
+                 **run_dirs)
