@@ -25,6 +25,7 @@ from bench.errors import ModelError
 from bench.models import register_baseline
 
 TRAIN_TASK = "synthetic-retrieval"
+INPUT_SIDE = 128
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -160,7 +161,9 @@ class GeM(nn.Module):
 
 
 class GemNet(nn.Module):
-    """torchvision ResNet-18 up to ``layer2`` (128 channels, stride 8), then GeM [B, 128]."""
+    """torchvision ResNet-18 up to ``layer2`` (128 channels, stride 8), then GeM [B, 128].
+
+    The baseline feeds images with the longer side scaled to 128 px, the training scale."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -184,10 +187,19 @@ def _build_cnn_gem(spec: Any, info: Any, device: torch.device) -> Callable[[dict
     def predict(batch: dict[str, Any]) -> torch.Tensor:
         images = batch["image"]
         if isinstance(images, torch.Tensor):
-            return net(images)
-        return torch.cat([net(image[None]) for image in images])
+            return net(_shrink(images))
+        return torch.cat([net(_shrink(image[None])) for image in images])
 
     return predict
+
+
+def _shrink(images: torch.Tensor, side: int = INPUT_SIDE) -> torch.Tensor:
+    """Images [B,3,H,W] scaled (area) so that the longer side is at most ``side`` pixels."""
+    scale = side / max(images.shape[-2:])
+    if scale >= 1:
+        return images
+    size = (max(1, round(images.shape[-2] * scale)), max(1, round(images.shape[-1] * scale)))
+    return nn.functional.interpolate(images, size=size, mode="area")
 
 
 def _train_cnn_gem(spec: Any, device: torch.device, out: Path | None = None,

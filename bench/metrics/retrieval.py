@@ -3,8 +3,9 @@
 Functional versions first (numpy/torch on descriptor matrices and ground-truth lists),
 then the stateful metric shells. Retrieval is not per-sample independent: the runner's
 loop feeds query and database images alike, ``update`` concatenates their descriptors
-(and the queries' ground truth) into ``cat`` states, and ``compute`` builds the faiss index
-over the database and searches it with the queries.
+(and the queries' ground truth) into ``cat`` states, and ``compute`` searches the
+database with the queries: exactly (batched matrix products and top-k, the rankings of faiss's flat
+indices, on the run's device) or with a faiss IVF / HNSW index when the spec asks.
 
 Conventions (``docs/retrieval.md``):
 
@@ -142,6 +143,28 @@ def knn_search(
     for start in range(0, len(queries), batch_size):
         block = slice(start, start + batch_size)
         scores[block], ids[block] = index.search(queries[block], k)
+    return scores, ids
+
+
+def exact_search(
+    queries: np.ndarray, database: np.ndarray, k: int, metric: str = "ip",
+    batch_size: int = 256, device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-NN by batched matrix products and top-k on ``device`` (the rankings of faiss's
+    IndexFlatIP / IndexFlatL2, at the cost of the matrix product; memory: one batch of
+    scores). Returns (scores [Nq, k], ids [Nq, k]); for ``l2`` squared distances, ascending.
+    """
+    db = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32)).to(device)
+    k = min(k, len(db))
+    scores = np.empty((len(queries), k), dtype=np.float32)
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), batch_size):
+        block = torch.from_numpy(np.ascontiguousarray(queries[start:start + batch_size],
+                                                      dtype=np.float32)).to(device)
+        top = similarity(block, db, metric).topk(k, dim=1)
+        values = top.values if metric == "ip" else -top.values
+        scores[start:start + len(block)] = values.cpu().numpy()
+        ids[start:start + len(block)] = top.indices.cpu().numpy()
     return scores, ids
 
 
@@ -368,11 +391,18 @@ class DescriptorMetric(Metric):
         return dict(zip(self.state(f"{role}_thumb_index").tolist(), thumbs, strict=True))
 
     def search(self, queries: np.ndarray, database: np.ndarray, k: int) -> np.ndarray:
-        """Ranked database ids [Nq, k] from the spec's faiss index."""
+        """Ranked database ids [Nq, k]: exact search for ``index: flat``, else the spec's
+        faiss index (IVF or HNSW)."""
         check_descriptors(queries, database)
-        index = build_index(database, self.metric, self.index_kind, self.nlist, self.nprobe,
-                            self.hnsw_m)
-        return knn_search(index, queries, k)[1]
+        if self.index_kind == "flat":
+            device = self._defaults["query_index"].device
+            return exact_search(queries, database, k, self.metric, device=device)[1]
+        return knn_search(self.faiss_index(database), queries, k)[1]
+
+    def faiss_index(self, database: np.ndarray) -> faiss.Index:
+        """The spec's approximate faiss index over ``database``."""
+        return build_index(database, self.metric, self.index_kind, self.nlist, self.nprobe,
+                           self.hnsw_m)
 
     def figure_rows(self, ids: np.ndarray, correct: np.ndarray, junk: np.ndarray,
                     out_dir: Path, name: str) -> list[Path]:
@@ -468,12 +498,10 @@ class RetrievalMetric(_GroundTruthMetric):
         check_descriptors(queries, database)
         gt = self.ground_truth(len(queries), len(database))
         positives, junk = gt.protocol("medium")
-        index = build_index(database, self.metric, self.index_kind, self.nlist, self.nprobe,
-                            self.hnsw_m)
-        _, ids = knn_search(index, queries, search_depth(self.ks, junk, len(database)))
+        ids = self.search(queries, database, search_depth(self.ks, junk, len(database)))
         recalls = recall_at_k(ids, positives, junk, self.ks, self.recall)
-        rankings = query_rankings(queries, database, positives, self.metric,
-                                  None if self.index_kind == "flat" else index, self.depth)
+        index = None if self.index_kind == "flat" else self.faiss_index(database)
+        rankings = query_rankings(queries, database, positives, self.metric, index, self.depth)
         m_ap, _, aps, _ = mean_average_precision(rankings, positives, junk, self.ks, self.ap)
         valid = ~np.isnan(aps)
         self._details = {
@@ -523,10 +551,7 @@ class RevisitopMetric(_GroundTruthMetric):
         queries, database = self.descriptors("query"), self.descriptors("db")
         check_descriptors(queries, database)
         gt = self.ground_truth(len(queries), len(database))
-        index = None
-        if self.index_kind != "flat":
-            index = build_index(database, self.metric, self.index_kind, self.nlist, self.nprobe,
-                                self.hnsw_m)
+        index = None if self.index_kind == "flat" else self.faiss_index(database)
         everything = [np.union1d(e, h) for e, h in zip(gt.easy, gt.hard, strict=True)]
         rankings = query_rankings(queries, database, everything, self.metric, index, self.depth)
         out: dict[str, float] = {}

@@ -1,0 +1,241 @@
+"""Retrieval metrics against hand-checked rankings and revisitop's compute_map definition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from bench.errors import ContractError
+from bench.metrics.localization import LocalizationMetric, recall_within, retrieved_distances
+from bench.metrics.retrieval import (
+    GroundTruth,
+    RetrievalMetric,
+    RevisitopMetric,
+    average_precision,
+    build_index,
+    check_descriptors,
+    knn_search,
+    mean_average_precision,
+    positive_ranks,
+    precision_at_k,
+    query_rankings,
+    ranking_until,
+    recall_at_k,
+)
+
+
+def revisitop_compute_map(ranks: np.ndarray, gnd: list[dict], kappas: list[int]):
+    """revisitop's compute_map (evaluate.py), re-stated loop by loop as the reference:
+    ``ranks`` [Ndb, Nq] full rankings, gnd[i] with 'ok' and 'junk'."""
+    nq = len(gnd)
+    aps, prs = np.zeros(nq), np.zeros((nq, len(kappas)))
+    total, pr, nempty = 0.0, np.zeros(len(kappas)), 0
+    for i in range(nq):
+        qgnd = np.array(gnd[i]["ok"])
+        if qgnd.shape[0] == 0:
+            aps[i], prs[i] = np.nan, np.nan
+            nempty += 1
+            continue
+        qgndj = np.array(gnd[i]["junk"])
+        pos = np.arange(ranks.shape[0])[np.isin(ranks[:, i], qgnd)]
+        junk = np.arange(ranks.shape[0])[np.isin(ranks[:, i], qgndj)]
+        k, ij = 0, 0
+        if len(junk):
+            ip = 0
+            while ip < len(pos):
+                while ij < len(junk) and pos[ip] > junk[ij]:
+                    k += 1
+                    ij += 1
+                pos[ip] = pos[ip] - k
+                ip += 1
+        ap = 0.0
+        for j, rank in enumerate(pos):
+            precision_0 = 1.0 if rank == 0 else j / rank
+            precision_1 = (j + 1) / (rank + 1)
+            ap += (precision_0 + precision_1) / len(qgnd) / 2.0
+        total += ap
+        aps[i] = ap
+        pos = pos + 1
+        for j, kappa in enumerate(kappas):
+            kq = min(max(pos), kappa)
+            prs[i, j] = (pos <= kq).sum() / kq
+        pr = pr + prs[i]
+    return total / (nq - nempty), aps, pr / (nq - nempty), prs
+
+
+def test_average_precision_by_hand() -> None:
+    # positives at ranks 0 and 2 of 2: trapezoids (1+1)/2*1/2 + (1/2+2/3)/2*1/2
+    assert average_precision(np.array([0, 2]), 2) == pytest.approx(0.5 + 7 / 24)
+    assert average_precision(np.array([0, 2]), 2, "standard") == pytest.approx((1 + 2 / 3) / 2)
+    # one of three positives retrieved (at rank 1): (0 + 1/2)/2 * 1/3
+    assert average_precision(np.array([1]), 3) == pytest.approx(1 / 12)
+    assert np.isnan(average_precision(np.array([]), 0))
+    # mP@k: positives at 1-based ranks 2 and 4; k=1 -> 0/1, k=5 -> limit min(4, 5) -> 2/4
+    assert precision_at_k(np.array([1, 3]), [1, 5, 10]).tolist() == [0.0, 0.5, 0.5]
+
+
+def test_junk_is_removed_from_the_ranking() -> None:
+    ranking = np.array([7, 3, 0, 9, 1, 5])  # 7 junk, 0 and 1 positives
+    assert positive_ranks(ranking, np.array([0, 1]), np.array([7])).tolist() == [1, 3]
+    assert positive_ranks(ranking, np.array([0, 1]), np.array([])).tolist() == [2, 4]
+
+
+def test_ranking_until_sorts_only_down_to_the_worst_positive() -> None:
+    scores = np.array([0.1, 0.9, 0.5, 0.5, 0.2, 0.95])
+    # positive 3 scores 0.5; the tie with 2 goes by database order; 0 and 4 are never sorted
+    assert ranking_until(scores, np.array([3])).tolist() == [5, 1, 2, 3]
+
+
+def test_fast_map_equals_revisitop_compute_map() -> None:
+    rng = np.random.default_rng(1)
+    queries, database = rng.normal(size=(12, 16)), rng.normal(size=(80, 16))
+    gt = GroundTruth(
+        easy=[rng.choice(80, rng.integers(0, 4), replace=False) for _ in range(12)],
+        hard=[rng.choice(80, rng.integers(0, 4), replace=False) for _ in range(12)],
+        junk=[rng.choice(80, rng.integers(0, 6), replace=False) for _ in range(12)],
+    )
+    gt.hard = [np.setdiff1d(h, e) for e, h in zip(gt.easy, gt.hard, strict=True)]
+    gt.junk = [np.setdiff1d(j, np.union1d(e, h))
+               for e, h, j in zip(gt.easy, gt.hard, gt.junk, strict=True)]
+    full = np.argsort(-(queries @ database.T), axis=1).T  # [Ndb, Nq] as revisitop's ranks
+    everything = [np.union1d(e, h) for e, h in zip(gt.easy, gt.hard, strict=True)]
+    rankings = query_rankings(queries.astype(np.float32), database.astype(np.float32),
+                              everything)
+    for level in ("easy", "medium", "hard"):
+        positives, junk = gt.protocol(level)
+        ref = revisitop_compute_map(full, [{"ok": p, "junk": j}
+                                           for p, j in zip(positives, junk, strict=True)],
+                                    [1, 5, 10])
+        ours = mean_average_precision(rankings, positives, junk, [1, 5, 10])
+        assert ours[0] == pytest.approx(ref[0], abs=1e-9)
+        np.testing.assert_allclose(ours[1], ref[2], atol=1e-9)
+        np.testing.assert_allclose(ours[2], ref[1], atol=1e-9)
+
+
+def test_standard_ap_equals_scikit_learn() -> None:
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=50)
+    labels = np.zeros(50, dtype=bool)
+    labels[rng.choice(50, 7, replace=False)] = True
+    ranking = ranking_until(scores, np.flatnonzero(labels))
+    ranks = positive_ranks(ranking, np.flatnonzero(labels), np.array([]))
+    assert average_precision(ranks, 7, "standard") == pytest.approx(
+        average_precision_score(labels, scores))
+
+
+def test_recall_at_k_skips_junk_and_queries_without_positives() -> None:
+    ids = np.array([[4, 2, 0, 1], [3, 1, 2, 0], [0, 1, 2, 3]])
+    positives = [np.array([0]), np.array([3, 2]), np.array([], dtype=np.int64)]
+    junk = [np.array([4, 2]), np.array([]), np.array([])]
+    out = recall_at_k(ids, positives, junk, [1, 2])
+    # query 0: junk 4 and 2 removed -> 0 first; query 1: 3 first; query 2: no positive
+    assert out[0].tolist() == [1.0, 1.0]
+    assert out[1].tolist() == [1.0, 1.0]
+    assert np.isnan(out[2]).all()
+    fraction = recall_at_k(ids, positives, junk, [1, 3], mode="fraction")
+    assert fraction[1].tolist() == [0.5, 1.0]
+
+
+def test_faiss_indices_and_squared_l2() -> None:
+    rng = np.random.default_rng(3)
+    database = rng.normal(size=(200, 8)).astype(np.float32)
+    queries = database[:5] + 0.01
+    for kind in ("flat", "ivf", "hnsw"):
+        index = build_index(database, "l2", kind, nlist=4, nprobe=4)
+        distances, ids = knn_search(index, queries, 3, batch_size=2)
+        assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
+        # L2 indices return squared distances: 8 dimensions x 0.01^2
+        assert distances[:, 0] == pytest.approx(np.full(5, 8e-4), rel=1e-2)
+
+
+def test_bad_descriptors() -> None:
+    with pytest.raises(ContractError, match="dimension 4, database descriptors 3"):
+        check_descriptors(np.zeros((2, 4)), np.zeros((5, 3)))
+    nan = np.zeros((2, 4))
+    nan[1, 2] = np.nan
+    with pytest.raises(ContractError, match="1 query descriptors contain NaN"):
+        check_descriptors(nan, np.zeros((5, 4)))
+
+
+def _angles(degrees: list[float]) -> torch.Tensor:
+    radians = np.radians(degrees)
+    return torch.tensor(np.stack([np.cos(radians), np.sin(radians)], axis=1), dtype=torch.float32)
+
+
+def _feed(metric, descriptors: torch.Tensor, is_query: list[bool], index: list[int],
+          **extra) -> None:
+    """Feed in two batches, in a shuffled order, as the runner would."""
+    order = [3, 0, 5, 1, 7, 2, 6, 4] if len(index) == 8 else list(range(len(index)))[::-1]
+    for part in (order[: len(order) // 2], order[len(order) // 2:]):
+        batch = {"is_query": torch.tensor([is_query[i] for i in part]),
+                 "index": torch.tensor([index[i] for i in part]),
+                 "image": torch.zeros(len(part), 3, 4, 4)}
+        for key, values in extra.items():
+            picked = [values[i] for i in part]
+            batch[key] = torch.stack(picked) if isinstance(values, torch.Tensor) else picked
+        metric.update(descriptors[part], batch)
+
+
+def test_metric_shells_by_hand() -> None:
+    # q0 at 0 deg; database d2 (junk) 0, d3 10, d0 (easy) 20, d4 30, d1 (hard) 40, d5 50 deg
+    # q1 has no positive: reported and excluded
+    desc = _angles([0, 90, 20, 40, 0, 10, 30, 50])
+    is_query = [True, True] + [False] * 6
+    index = [0, 1, 0, 1, 2, 3, 4, 5]
+    extra = {"easy": [[0], [], [], [], [], [], [], []], "hard": [[1], [], [], [], [], [], [], []],
+             "junk": [[2], [], [], [], [], [], [], []]}
+    retrieval, revisitop = RetrievalMetric(), RevisitopMetric()
+    for metric in (retrieval, revisitop):
+        _feed(metric, desc, is_query, index, **extra)
+    out = retrieval.compute()
+    # without junk: d3, d0, d4, d1, d5 -> positives at ranks 1 and 3
+    assert out["recall@1"] == 0.0 and out["recall@5"] == 1.0
+    assert out["mAP"] == pytest.approx((0 + 1 / 2) / 4 + (1 / 3 + 1 / 2) / 4)
+    assert retrieval.details()["retrieval"]["queries_without_positive"] == [1]
+    rev = revisitop.compute()
+    assert rev["mAP_medium"] == pytest.approx(1 / 3)
+    assert rev["mAP_easy"] == pytest.approx(0.25)  # d1 junk: d3, d0 -> rank 1
+    assert rev["mAP_hard"] == pytest.approx(1 / 6)  # d0 junk: d3, d4, d1 -> rank 2
+    assert [rev["mP@1_medium"], rev["mP@5_medium"], rev["mP@5_hard"]] == pytest.approx(
+        [0.0, 0.5, 1 / 3])
+    standard = RetrievalMetric(ap="standard")
+    _feed(standard, desc, is_query, index, **extra)
+    assert standard.compute()["mAP"] == pytest.approx((1 / 2 + 2 / 4) / 2)
+
+
+def test_partial_evaluation_is_an_error() -> None:
+    metric = RetrievalMetric()
+    metric.update(_angles([0, 10]), {"is_query": torch.tensor([True, False]),
+                                     "index": torch.tensor([0, 3]), "easy": [[0], []],
+                                     "hard": [[], []], "junk": [[], []],
+                                     "image": torch.zeros(2, 3, 4, 4)})
+    with pytest.raises(ContractError, match="evaluated partially"):
+        metric.compute()
+
+
+def test_localization_by_hand() -> None:
+    # database east 0, 10, 20, 30, 40 m; q0 at east 2 m, q1 at 100 m (no database within 25 m)
+    positions = torch.tensor([[2.0, 0], [100, 0], [0, 0], [10, 0], [20, 0], [30, 0], [40, 0]],
+                             dtype=torch.float64)
+    desc = _angles([0, 90, 80, 60, 10, 45, 5])
+    is_query = [True, True] + [False] * 5
+    index = [0, 1, 0, 1, 2, 3, 4]
+    metric = LocalizationMetric(ks=[1, 5])
+    _feed(metric, desc, is_query, index, position=positions)
+    out = metric.compute()
+    # q0 retrieves 40 m (38 m away), then 20 m (18 m away); q1 retrieves 0 m (100 m away)
+    assert out["recall@1"] == 0.0 and out["recall@5"] == 1.0
+    assert out["median_error_m"] == pytest.approx((38 + 100) / 2)
+    assert metric.details()["localization"]["queries_without_positive"] == [1]
+    miss = LocalizationMetric(ks=[1, 5], no_positive="miss")
+    _feed(miss, desc, is_query, index, position=positions)
+    assert miss.compute()["recall@5"] == 0.5
+
+
+def test_recall_within_is_inclusive() -> None:
+    distances = retrieved_distances(np.array([[1, 0, -1]]), np.array([[0.0, 0.0]]),
+                                    np.array([[25.0, 0.0], [0.0, 25.0001]]))
+    assert distances[0, 2] == np.inf
+    assert recall_within(distances, [1, 3], 25.0).tolist() == [[0.0, 1.0]]
