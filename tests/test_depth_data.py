@@ -94,7 +94,7 @@ def test_synthetic_depth_end_to_end(run_dirs: dict[str, Path], tmp_path: Path) -
 
 
 def test_depth_unet_beats_the_floor(run_dirs: dict[str, Path]) -> None:
-    unet = evaluate("synthetic-depth", "depth-unet", limit=8, progress=False, **run_dirs)
-    floor = evaluate("synthetic-depth", "constant-median", limit=8, progress=False, **run_dirs)
+    unet = evaluate("synthetic-depth", "depth-unet", limit=4, progress=False, **run_dirs)
+    floor = evaluate("synthetic-depth", "constant-median", limit=4, progress=False, **run_dirs)
     assert unet.metrics["abs_rel"] < floor.metrics["abs_rel"]
     assert unet.metrics["d1"] > floor.metrics["d1"]

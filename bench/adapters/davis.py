@@ -71,7 +71,7 @@ class DavisDataset(BenchDataset):
         for name in names:
             seq = self._scan(name)
             self.sequences.append(seq)
-            files += seq["images"] + seq["masks"] + seq["depths"]
+            files += seq["images"] + seq["masks"] + seq["depths"] + seq["extra"]
         self.frames = [(s, t) for s, seq in enumerate(self.sequences)
                        for t in range(len(seq["images"]))]
         has_depth = bool(self.sequences) and all(s["depths"] for s in self.sequences)
@@ -98,6 +98,7 @@ class DavisDataset(BenchDataset):
             masks = [p for p in masks if p.is_file()]
         depth_dir = self.root / "Depth" / self.resolution / name
         depths: list[Path] = []
+        extra: list[Path] = []
         intrinsics = None
         if depth_dir.is_dir():
             depths = [depth_dir / f"{s}.png" for s in stems]
@@ -112,9 +113,9 @@ class DavisDataset(BenchDataset):
                     raise DataError(f"{k_path}: expected 'fx fy cx cy'") from exc
                 if len(intrinsics) != 4:
                     raise DataError(f"{k_path}: expected 4 numbers 'fx fy cx cy'")
-                depths.append(k_path)
+                extra.append(k_path)
         return {"name": name, "images": [image_dir / f"{s}.jpg" for s in stems],
-                "masks": masks, "depths": depths, "intrinsics": intrinsics}
+                "masks": masks, "depths": depths, "extra": extra, "intrinsics": intrinsics}
 
     def read_annotations(self, seq: dict[str, Any]) -> tuple[torch.Tensor, int]:
         """Label maps int64 [T,H,W] (255 read as 0) and the number of objects of frame 0."""

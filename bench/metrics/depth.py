@@ -244,38 +244,43 @@ class DepthMetrics(Metric):
         self.per_sample_key = {key: key for key in ERROR_KEYS} if average == "image" else {}
 
     def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if pred["kind"] == "disparity" and self.alignment == "none":
+            raise ContractError("a disparity prediction has no metric scale; "
+                                "evaluate it with alignment median or scale_shift")
+        values = [prepare_prediction(pred, i, tuple(batch["depth"][i].shape[-2:]), self.resize)
+                  for i in range(len(batch["id"]))]
+        if pred["kind"] != "disparity":
+            for index, value in enumerate(values):
+                if bool((value < 0).any()):
+                    raise ContractError(f"predicted {pred['kind']} for {batch['id'][index]!r} "
+                                        f"has {int((value < 0).sum())} negative values")
+        # Images of one size are measured together; mixed sizes (KITTI) one by one.
+        if len({tuple(v.shape) for v in values}) == 1:
+            groups = [list(range(len(values)))]
+        else:
+            groups = [[i] for i in range(len(values))]
         out: dict[str, list[torch.Tensor]] = {key: [] for key in (*ERROR_KEYS, "valid_pixels")}
-        for index in range(len(batch["id"])):
-            gt = batch["depth"][index].float()
-            valid = batch["valid"][index]
-            value = prepare_prediction(pred, index, tuple(gt.shape[-2:]), self.resize)
-            if pred["kind"] != "disparity" and bool((value < 0).any()):
-                raise ContractError(f"predicted {pred['kind']} for {batch['id'][index]!r} has "
-                                    f"{int((value < 0).sum())} negative values")
-            if pred["kind"] == "disparity" and self.alignment == "none":
-                raise ContractError("a disparity prediction has no metric scale; "
-                                    "evaluate it with alignment median or scale_shift")
-            mask = evaluation_mask(gt[None], valid[None], self.crop, self.min_depth,
-                                   self.max_depth)
-            depth = align(value[None], pred["kind"], gt[None], mask, self.alignment,
-                          self.min_depth, self.max_depth)
-            sums = pixel_sums(depth, gt[None], mask)
+        for group in groups:
+            gt = torch.stack([batch["depth"][i].float() for i in group])
+            valid = torch.stack([batch["valid"][i] for i in group])
+            mask = evaluation_mask(gt, valid, self.crop, self.min_depth, self.max_depth)
+            depth = align(torch.stack([values[i] for i in group]), pred["kind"], gt, mask,
+                          self.alignment, self.min_depth, self.max_depth)
+            sums = pixel_sums(depth, gt, mask)
             errors = errors_from_sums(sums)
-            n = float(sums["n"][0])
-            self.accumulate("images", torch.tensor(1.0))
-            if n == 0:
-                self.accumulate("empty", torch.tensor(1.0))
-            else:
-                for key in ERROR_KEYS:
-                    self.accumulate(f"img_{key}", errors[key][0])
-                for key in SUM_KEYS:
-                    self.accumulate(f"px_{key}", sums[key][0])
+            filled = sums["n"] > 0
+            self.accumulate("images", torch.tensor(float(len(group))))
+            self.accumulate("empty", (~filled).sum().double())
             for key in ERROR_KEYS:
-                out[key].append(errors[key][0].float())
-            out["valid_pixels"].append(torch.tensor(n))
-            if len(self._figure_samples) < self.n_figures:
-                self._keep_for_figure(batch, index, gt, mask, depth[0])
-        return {key: torch.stack(values) for key, values in out.items()}
+                self.accumulate(f"img_{key}", errors[key][filled].sum())
+                out[key].append(errors[key].float())
+            for key in SUM_KEYS:
+                self.accumulate(f"px_{key}", sums[key][filled].sum())
+            out["valid_pixels"].append(sums["n"].float())
+            for row, index in enumerate(group):
+                if len(self._figure_samples) < self.n_figures:
+                    self._keep_for_figure(batch, index, gt[row], mask[row:row + 1], depth[row])
+        return {key: torch.cat(chunks) for key, chunks in out.items()}
 
     def _keep_for_figure(self, batch: dict[str, Any], index: int, gt: torch.Tensor,
                          mask: torch.Tensor, depth: torch.Tensor) -> None:

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,8 +28,8 @@ STAT_KEYS = ("J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 
 def jaccard(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """Region similarity J per frame [N] of boolean masks [N,H,W]; 1 where the union is empty."""
-    inter = (gt & pred).flatten(1).sum(1).double()
-    union = (gt | pred).flatten(1).sum(1).double()
+    inter = torch.count_nonzero(gt & pred, dim=(1, 2)).double()
+    union = torch.count_nonzero(gt | pred, dim=(1, 2)).double()
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
@@ -55,7 +56,12 @@ def disk(radius: int, device: torch.device | None = None) -> torch.Tensor:
 
 
 def dilate(masks: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Binary dilation [N,H,W] by a symmetric ``kernel`` (outside the image counts as 0)."""
+    """Binary dilation [N,H,W] by a symmetric ``kernel`` (outside the image counts as 0):
+    OpenCV's ``dilate`` per frame on the CPU, one convolution on a GPU."""
+    if masks.device.type == "cpu":
+        element = kernel.to(torch.uint8).numpy()
+        frames = masks.to(torch.uint8).numpy()
+        return torch.from_numpy(np.stack([cv2.dilate(f, element) for f in frames]) > 0)
     radius = kernel.shape[0] // 2
     weight = kernel.to(torch.float32)[None, None]
     hits = F.conv2d(masks[:, None].to(torch.float32), weight, padding=radius)
@@ -75,10 +81,10 @@ def f_measure(gt: torch.Tensor, pred: torch.Tensor, bound_th: float = 0.008) -> 
     """
     kernel = disk(boundary_radius(gt.shape[-2], gt.shape[-1], bound_th), gt.device)
     pred_b, gt_b = seg2bmap(pred), seg2bmap(gt)
-    pred_match = (pred_b & dilate(gt_b, kernel)).flatten(1).sum(1).double()
-    gt_match = (gt_b & dilate(pred_b, kernel)).flatten(1).sum(1).double()
-    n_pred = pred_b.flatten(1).sum(1).double()
-    n_gt = gt_b.flatten(1).sum(1).double()
+    pred_match = torch.count_nonzero(pred_b & dilate(gt_b, kernel), dim=(1, 2)).double()
+    gt_match = torch.count_nonzero(gt_b & dilate(pred_b, kernel), dim=(1, 2)).double()
+    n_pred = torch.count_nonzero(pred_b, dim=(1, 2)).double()
+    n_gt = torch.count_nonzero(gt_b, dim=(1, 2)).double()
     # With no predicted boundary, matches are 0 too: the reference's special cases follow.
     precision = torch.where(n_pred > 0, pred_match / n_pred.clamp(min=1), torch.ones_like(n_pred))
     recall = torch.where(n_gt > 0, gt_match / n_gt.clamp(min=1), torch.ones_like(n_gt))
