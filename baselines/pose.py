@@ -24,6 +24,7 @@ from bench.synth.render import back_project, rotation_matrix
 
 CROP = 64
 MIN_INLIERS = 6
+UPSAMPLE = 2.0
 
 
 def _ints(values: Any) -> list[int]:
@@ -81,7 +82,8 @@ register_baseline("oracle-rot3", "pose",
 
 class PnpRansac:
     """SIFT features of the object's training views, lifted to 3D with their depth and
-    ground-truth pose, matched to the test image inside the 2D box, then solvePnPRansac."""
+    ground-truth pose, matched (ratio test, view by view) to the test image inside the 2D
+    box, then solvePnPRansac and Levenberg-Marquardt refinement on the inliers."""
 
     def __init__(self, root: Path, ratio: float = 0.8, max_views: int = 48) -> None:
         from bench.adapters.bop import BopDataset
@@ -90,8 +92,7 @@ class PnpRansac:
         self.matcher = cv2.BFMatcher(cv2.NORM_L2)
         self.ratio = ratio
         train = BopDataset(root, "train", targets=None, min_visib=0.0)
-        descriptors: dict[int, list[np.ndarray]] = {}
-        points: dict[int, list[np.ndarray]] = {}
+        self.views: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         counts: dict[int, int] = {}
         for index in range(len(train)):
             sample = train[index]
@@ -99,13 +100,12 @@ class PnpRansac:
             if counts.get(obj_id, 0) >= max_views:
                 continue
             counts[obj_id] = counts.get(obj_id, 0) + 1
-            gray = _gray(sample["image"])
             depth = sample["depth"].numpy()
             mask = ((depth > 0) & (_box_mask(depth.shape, sample["bbox"].numpy(), 0) > 0))
-            keypoints, desc = self.sift.detectAndCompute(gray, mask.astype(np.uint8) * 255)
+            keypoints, desc = self._features(_gray(sample["image"]), mask.astype(np.uint8) * 255)
             if desc is None:
                 continue
-            uv = np.array([k.pt for k in keypoints])
+            uv = keypoints
             cols, rows = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
             z = depth[rows, cols]
             keep = z > 0
@@ -113,28 +113,42 @@ class PnpRansac:
             cam = np.stack([(uv[keep, 0] - K[0, 2]) * z[keep] / K[0, 0],
                             (uv[keep, 1] - K[1, 2]) * z[keep] / K[1, 1], z[keep]], axis=1)
             R, t = sample["R"].numpy(), sample["t"].numpy()
-            descriptors.setdefault(obj_id, []).append(desc[keep])
-            points.setdefault(obj_id, []).append((cam - t) @ R)
-        self.descriptors = {k: np.concatenate(v).astype(np.float32) for k, v in descriptors.items()}
-        self.points = {k: np.concatenate(v) for k, v in points.items()}
+            self.views.setdefault(obj_id, []).append((desc[keep], (cam - t) @ R))
+
+    def _features(self, gray: np.ndarray,
+                  mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """SIFT on the image upsampled 2x (the objects are small); keypoints [N,2] in pixels."""
+        big = cv2.resize(gray, None, fx=UPSAMPLE, fy=UPSAMPLE, interpolation=cv2.INTER_CUBIC)
+        big_mask = cv2.resize(mask, None, fx=UPSAMPLE, fy=UPSAMPLE,
+                              interpolation=cv2.INTER_NEAREST)
+        keypoints, desc = self.sift.detectAndCompute(big, big_mask)
+        uv = np.array([k.pt for k in keypoints], dtype=np.float64).reshape(-1, 2)
+        return (uv + 0.5) / UPSAMPLE - 0.5, desc
 
     def estimate(self, image: torch.Tensor, K: np.ndarray, box: np.ndarray,
                  obj_id: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(R, t) of one object, or None when too few consistent matches."""
-        if obj_id not in self.descriptors:
+        if obj_id not in self.views:
             return None
         gray = _gray(image)
-        keypoints, desc = self.sift.detectAndCompute(gray, _box_mask(gray.shape, box))
+        keypoints, desc = self._features(gray, _box_mask(gray.shape, box))
         if desc is None or len(keypoints) < MIN_INLIERS:
             return None
-        pairs = self.matcher.knnMatch(desc, self.descriptors[obj_id], k=2)
-        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
-        if len(good) < MIN_INLIERS:
+        image_list, object_list = [], []
+        for view_desc, view_points in self.views[obj_id]:
+            if len(view_desc) < 2:
+                continue
+            pairs = self.matcher.knnMatch(desc, view_desc, k=2)
+            good = [p[0] for p in pairs
+                    if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
+            image_list += [keypoints[m.queryIdx] for m in good]
+            object_list += [view_points[m.trainIdx] for m in good]
+        if len(image_list) < MIN_INLIERS:
             return None
-        image_points = np.array([keypoints[m.queryIdx].pt for m in good], dtype=np.float64)
-        object_points = self.points[obj_id][[m.trainIdx for m in good]]
+        image_points = np.array(image_list, dtype=np.float64)
+        object_points = np.array(object_list, dtype=np.float64)
         ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-            object_points, image_points, K, None, iterationsCount=300, reprojectionError=4.0,
+            object_points, image_points, K, None, iterationsCount=1000, reprojectionError=3.0,
             confidence=0.999, flags=cv2.SOLVEPNP_EPNP)
         if not ok or inliers is None or len(inliers) < MIN_INLIERS:
             return None
@@ -266,13 +280,21 @@ def _crop_window(box: np.ndarray, scale: float = 1.25) -> tuple[float, float, fl
     return x + (w - 1) / 2.0, y + (h - 1) / 2.0, max(float(max(w, h)) * scale, 8.0)
 
 
-def _crop(image: np.ndarray, window: tuple[float, float, float]) -> np.ndarray:
-    """The square window of an HxWx3 float image, resampled to CROP x CROP (zero outside)."""
+def _crop(image: np.ndarray, window: tuple[float, float, float],
+          roll: np.ndarray | None = None) -> np.ndarray:
+    """The square window of an HxWx3 float image, resampled to CROP x CROP (zero outside),
+    optionally turned in the image plane by the 2x2 rotation ``roll`` about its centre."""
     cx, cy, side = window
     scale = CROP / side
     affine = np.array([[scale, 0, (CROP - 1) / 2.0 - scale * cx],
-                       [0, scale, (CROP - 1) / 2.0 - scale * cy]], dtype=np.float64)
-    return cv2.warpAffine(image, affine, (CROP, CROP), flags=cv2.INTER_LINEAR,
+                       [0, scale, (CROP - 1) / 2.0 - scale * cy], [0, 0, 1]], dtype=np.float64)
+    if roll is not None:
+        centre = np.full(2, (CROP - 1) / 2.0)
+        turn = np.eye(3)
+        turn[:2, :2] = roll
+        turn[:2, 2] = centre - roll @ centre
+        affine = turn @ affine
+    return cv2.warpAffine(image, affine[:2], (CROP, CROP), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT)
 
 
@@ -364,7 +386,7 @@ def _train_bb8(spec: Any, device: torch.device, out: Path | None = None,
     rng = np.random.default_rng(seed)
     images, boxes, targets, objects, models = _training_set(spec)
     net = CornerNet(len(models.ids)).to(device)
-    epochs = epochs or 60
+    epochs = epochs or 100
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * (
         (len(images) + 31) // 32))
@@ -380,14 +402,17 @@ def _train_bb8(spec: Any, device: torch.device, out: Path | None = None,
                 jitter = rng.uniform(-0.12, 0.12, 2) * max(w, h)
                 window = _crop_window(np.array([x + jitter[0], y + jitter[1], w, h]),
                                       scale=rng.uniform(1.1, 1.45))
-                crop = _crop(images[i], window)
+                angle = rng.uniform(-np.pi, np.pi)
+                roll = np.array([[np.cos(angle), -np.sin(angle)],
+                                 [np.sin(angle), np.cos(angle)]])
+                crop = _crop(images[i], window, roll)
                 crop = np.clip(crop * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1, 3), 0, 1)
                 if rng.random() < 0.5:
                     cut = rng.integers(8, 28, 2)
                     top, left = rng.integers(0, CROP - cut)
                     crop[top:top + cut[0], left:left + cut[1]] = rng.uniform(0, 1, 3)
                 crops.append(crop)
-                goals.append(_to_crop(targets[i], window))
+                goals.append(_to_crop(targets[i], window) @ roll.T)
             x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().to(device)
             goal = torch.from_numpy(np.stack(goals)).float().to(device)
             index = torch.tensor([objects[i] for i in chunk], device=device)

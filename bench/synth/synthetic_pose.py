@@ -255,11 +255,12 @@ class _SceneWriter:
 
 
 def _render_test(root: Path, objs: list[PoseObject], rng: np.random.Generator,
-                 photos: dict[str, np.ndarray], textures: dict[str, np.ndarray]) -> None:
+                 photos: dict[str, np.ndarray], textures: dict[str, np.ndarray],
+                 images: int = TEST_IMAGES) -> None:
     writer = _SceneWriter(root / "test" / "000001")
     targets = []
     grid = [(-0.085, -0.06), (0.085, -0.06), (-0.085, 0.06), (0.085, 0.06)]
-    for im_id in range(1, TEST_IMAGES + 1):
+    for im_id in range(1, images + 1):
         scene = Scene(background=_background(rng, photos))
         slots = rng.permutation(len(grid))
         annotated = []
@@ -284,10 +285,11 @@ def _render_test(root: Path, objs: list[PoseObject], rng: np.random.Generator,
 
 
 def _render_train(root: Path, objs: list[PoseObject], rng: np.random.Generator,
-                  photos: dict[str, np.ndarray], textures: dict[str, np.ndarray]) -> None:
+                  photos: dict[str, np.ndarray], textures: dict[str, np.ndarray],
+                  views: int = TRAIN_VIEWS) -> None:
     for obj in objs:
         writer = _SceneWriter(root / "train" / f"{obj.obj_id:06d}", rgb_ext=".jpg")
-        for im_id in range(TRAIN_VIEWS):
+        for im_id in range(views):
             scene = Scene(background=_background(rng, photos))
             centre = np.array([rng.uniform(-0.06, 0.06), rng.uniform(-0.045, 0.045),
                                rng.uniform(0.40, 0.65)])
@@ -297,16 +299,23 @@ def _render_train(root: Path, objs: list[PoseObject], rng: np.random.Generator,
         writer.close()
 
 
-@EMBEDDED.register("synthetic-pose")
-def build_synthetic_pose(root: Path) -> None:
-    """Four objects (one continuous, one discrete symmetry) in the BOP layout, train/test."""
-    rng = np.random.default_rng(SEED)
+def write_set(root: Path, test_images: int = TEST_IMAGES, train_views: int = TRAIN_VIEWS,
+              seed: int = SEED) -> None:
+    """Write the set into ``root`` (smaller sizes make test fixtures)."""
+    rng = np.random.default_rng(seed)
     objs = objects()
     photos = {name: _photo(name) for name in BACKGROUNDS}
     textures = {name: _photo(name) for name in ("astronaut", "cat")}
     _write_models(root, objs, rng)
-    _render_test(root, objs, rng, photos, textures)
-    _render_train(root, objs, rng, photos, textures)
+    _render_test(root, objs, rng, photos, textures, test_images)
+    if train_views:
+        _render_train(root, objs, rng, photos, textures, train_views)
     (root / "camera.json").write_text(json.dumps({
         "cx": float(K[0, 2]), "cy": float(K[1, 2]), "fx": float(K[0, 0]), "fy": float(K[1, 1]),
         "depth_scale": DEPTH_SCALE, "width": WIDTH, "height": HEIGHT}, indent=1))
+
+
+@EMBEDDED.register("synthetic-pose")
+def build_synthetic_pose(root: Path) -> None:
+    """Four objects (one continuous, one discrete symmetry) in the BOP layout, train/test."""
+    write_set(root)
