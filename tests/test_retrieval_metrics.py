@@ -16,6 +16,7 @@ from bench.metrics.retrieval import (
     average_precision,
     build_index,
     check_descriptors,
+    exact_search,
     knn_search,
     mean_average_precision,
     positive_ranks,
@@ -150,6 +151,17 @@ def test_faiss_indices_and_squared_l2() -> None:
         assert distances[:, 0] == pytest.approx(np.full(5, 8e-4), rel=1e-2)
 
 
+def test_exact_search_matches_faiss_flat() -> None:
+    rng = np.random.default_rng(4)
+    database = rng.normal(size=(300, 12)).astype(np.float32)
+    queries = rng.normal(size=(7, 12)).astype(np.float32)
+    for metric in ("ip", "l2"):
+        faiss_scores, faiss_ids = knn_search(build_index(database, metric), queries, 5)
+        scores, ids = exact_search(queries, database, 5, metric, batch_size=3)
+        np.testing.assert_array_equal(ids, faiss_ids)
+        np.testing.assert_allclose(scores, faiss_scores, rtol=1e-4, atol=1e-4)
+
+
 def test_bad_descriptors() -> None:
     with pytest.raises(ContractError, match="dimension 4, database descriptors 3"):
         check_descriptors(np.zeros((2, 4)), np.zeros((5, 3)))
@@ -205,14 +217,21 @@ def test_metric_shells_by_hand() -> None:
     assert standard.compute()["mAP"] == pytest.approx((1 / 2 + 2 / 4) / 2)
 
 
-def test_partial_evaluation_is_an_error() -> None:
-    metric = RetrievalMetric()
-    metric.update(_angles([0, 10]), {"is_query": torch.tensor([True, False]),
-                                     "index": torch.tensor([0, 3]), "easy": [[0], []],
-                                     "hard": [[], []], "junk": [[], []],
-                                     "image": torch.zeros(2, 3, 4, 4)})
-    with pytest.raises(ContractError, match="evaluated partially"):
-        metric.compute()
+def test_limited_run_scores_the_images_it_saw() -> None:
+    # database images 1 and 3 only: the positive (0) was not seen, the hard one (3) was
+    metric = RetrievalMetric(ks=[1])
+    metric.update(_angles([0, 50, 10]), {"is_query": torch.tensor([True, False, False]),
+                                         "index": torch.tensor([0, 1, 3]),
+                                         "easy": [[0], [], []], "hard": [[3], [], []],
+                                         "junk": [[], [], []],
+                                         "image": torch.zeros(3, 3, 4, 4)})
+    assert metric.compute() == {"recall@1": 1.0, "mAP": 1.0}
+    queries_only = RetrievalMetric()
+    queries_only.update(_angles([0]), {"is_query": torch.tensor([True]),
+                                       "index": torch.tensor([0]), "easy": [[0]],
+                                       "hard": [[]], "junk": [[]],
+                                       "image": torch.zeros(1, 3, 4, 4)})
+    assert all(np.isnan(v) for v in queries_only.compute().values())
 
 
 def test_localization_by_hand() -> None:

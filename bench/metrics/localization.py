@@ -69,6 +69,8 @@ class LocalizationMetric(DescriptorMetric):
         return super().update(pred, batch)
 
     def compute(self) -> dict[str, float]:
+        if self.incomplete():
+            return self.nan_outputs()
         queries, database = self.descriptors("query"), self.descriptors("db")
         check_descriptors(queries, database)
         query_pos, db_pos = self.ordered("query", "pos"), self.ordered("db", "pos")

@@ -370,16 +370,22 @@ class DescriptorMetric(Metric):
 
     def ordered(self, role: str, name: str) -> np.ndarray:
         """State ``<role>_<name>`` (stored in batch order) sorted by image index."""
-        index = self.state(f"{role}_index")
-        what = "query" if role == "query" else "database"
-        if len(index) == 0:
-            raise ContractError(f"no {what} images were evaluated (is --limit too small?)")
-        order = torch.argsort(index)
-        if not torch.equal(index[order].cpu(), torch.arange(len(index))):
-            raise ContractError(
-                f"{what} images were evaluated partially ({len(index)} of at least "
-                f"{int(index.max()) + 1}); retrieval needs every query and database image")
+        order = torch.argsort(self.state(f"{role}_index"))
         return self.state(f"{role}_{name}")[order].cpu().numpy()
+
+    def seen(self, role: str) -> np.ndarray:
+        """The sorted indices of the ``query`` or ``db`` images evaluated (all of them unless
+        the run was limited with ``--limit``)."""
+        return np.sort(self.state(f"{role}_index").cpu().numpy())
+
+    def incomplete(self) -> bool:
+        """True when no query or no database image was evaluated (outputs are then NaN)."""
+        return len(self.seen("query")) == 0 or len(self.seen("db")) == 0
+
+    def nan_outputs(self) -> dict[str, float]:
+        """Every output NaN, for a run that saw no query or no database image."""
+        self._details = {"partial": "no query or no database image was evaluated"}
+        return {key: float("nan") for key in self.higher_is_better}
 
     def descriptors(self, role: str) -> np.ndarray:
         """The collected descriptors of ``query`` or ``db`` images in index order [N, D]."""
@@ -465,13 +471,15 @@ class _GroundTruthMetric(DescriptorMetric):
             self.accumulate("gt", torch.from_numpy(np.concatenate(rows)).to(pred.device))
         return super().update(pred, batch)
 
-    def ground_truth(self, n_queries: int, n_db: int) -> GroundTruth:
-        """The queries' ground truth, checked against the database size."""
-        triples = self.state("gt").cpu().numpy()
-        if len(triples) and (triples[:, 1].min() < 0 or triples[:, 1].max() >= n_db):
-            raise ContractError(f"ground truth names database image {int(triples[:, 1].max())}"
-                                f" but only {n_db} database images were evaluated")
-        return GroundTruth.from_triples(triples, n_queries)
+    def ground_truth(self) -> GroundTruth:
+        """The evaluated queries' ground truth over the evaluated database images, both
+        renumbered in index order (a ``--limit`` run drops the database images not seen)."""
+        triples = self.state("gt").cpu().numpy().reshape(-1, 3)
+        queries, db = self.seen("query"), self.seen("db")
+        triples = triples[np.isin(triples[:, 1], db)]
+        triples[:, 0] = np.searchsorted(queries, triples[:, 0])
+        triples[:, 1] = np.searchsorted(db, triples[:, 1])
+        return GroundTruth.from_triples(triples, len(queries))
 
 
 @METRICS.register("retrieval")
@@ -494,9 +502,11 @@ class RetrievalMetric(_GroundTruthMetric):
         self._top: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def compute(self) -> dict[str, float]:
+        if self.incomplete():
+            return self.nan_outputs()
         queries, database = self.descriptors("query"), self.descriptors("db")
         check_descriptors(queries, database)
-        gt = self.ground_truth(len(queries), len(database))
+        gt = self.ground_truth()
         positives, junk = gt.protocol("medium")
         ids = self.search(queries, database, search_depth(self.ks, junk, len(database)))
         recalls = recall_at_k(ids, positives, junk, self.ks, self.recall)
@@ -548,9 +558,11 @@ class RevisitopMetric(_GroundTruthMetric):
         self._details: dict[str, Any] = {}
 
     def compute(self) -> dict[str, float]:
+        if self.incomplete():
+            return self.nan_outputs()
         queries, database = self.descriptors("query"), self.descriptors("db")
         check_descriptors(queries, database)
-        gt = self.ground_truth(len(queries), len(database))
+        gt = self.ground_truth()
         index = None if self.index_kind == "flat" else self.faiss_index(database)
         everything = [np.union1d(e, h) for e, h in zip(gt.easy, gt.hard, strict=True)]
         rankings = query_rankings(queries, database, everything, self.metric, index, self.depth)
