@@ -13,6 +13,7 @@ delta_k = fraction with max(d/p, p/d) < 1.25^k (strict).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,16 @@ def crop_mask(height: int, width: int, crop: str, device: torch.device | None = 
 
 def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image median [B] of ``values`` [B,H,W] over ``mask`` (numpy's: mean of the middle
-    two for even counts); NaN for an empty mask."""
-    flat = torch.where(mask, values, torch.nan).flatten(1)
-    return torch.nanquantile(flat.double(), 0.5, dim=1).to(values.dtype)
+    two for even counts, by selection rather than sorting); NaN for an empty mask."""
+    out = torch.full((values.shape[0],), torch.nan, dtype=values.dtype, device=values.device)
+    for index in range(values.shape[0]):
+        selected = values[index][mask[index]]
+        n = selected.numel()
+        if n:
+            low = selected.kthvalue((n + 1) // 2).values
+            high = selected.kthvalue(n // 2 + 1).values
+            out[index] = (low + high) / 2
+    return out
 
 
 def scale_and_shift(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
@@ -117,25 +125,37 @@ def align(prediction: torch.Tensor, kind: str, gt: torch.Tensor, mask: torch.Ten
 
 
 def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per image [B] (float64): the pixel count and sums every depth error is built from."""
-    m = mask.double()
-    p = torch.where(mask, pred, torch.ones_like(pred)).double()
-    d = torch.where(mask, gt, torch.ones_like(gt)).double()
+    """Per image [B] (float64): the pixel count and sums every depth error is built from.
+
+    Elementwise work stays in the inputs' precision (float32 at least); sums are float64.
+    Pixels outside ``mask`` are set to p = d = 1, where every error term is 0.
+    """
+    dtype = torch.promote_types(pred.dtype, torch.float32)
+    one = torch.ones((), dtype=dtype, device=pred.device)
+    p = torch.where(mask, pred.to(dtype), one)
+    d = torch.where(mask, gt.to(dtype), one)
     diff = d - p
+    sq = diff * diff
     log_diff = torch.log(p) - torch.log(d)
-    ratio = torch.maximum(d / p, p / d)
+    sq_log = log_diff * log_diff
+    ratio = d / p
+    ratio = torch.maximum(ratio, 1.0 / ratio)
+
+    def total(x: torch.Tensor) -> torch.Tensor:
+        return x.sum((1, 2), dtype=torch.float64)
+
     sums = {
-        "n": m.sum((1, 2)),
-        "abs_rel": (m * diff.abs() / d).sum((1, 2)),
-        "sq_rel": (m * diff * diff / d).sum((1, 2)),
-        "sq": (m * diff * diff).sum((1, 2)),
-        "sq_log": (m * log_diff * log_diff).sum((1, 2)),
-        "log10": (m * (torch.log10(p) - torch.log10(d)).abs()).sum((1, 2)),
-        "e": (m * log_diff).sum((1, 2)),
-        "e2": (m * log_diff * log_diff).sum((1, 2)),
+        "n": torch.count_nonzero(mask, dim=(1, 2)).double(),
+        "abs_rel": total(diff.abs() / d),
+        "sq_rel": total(sq / d),
+        "sq": total(sq),
+        "sq_log": total(sq_log),
+        "log10": total(log_diff.abs()) / math.log(10),
+        "e": total(log_diff),
+        "e2": total(sq_log),
     }
     for k in (1, 2, 3):
-        sums[f"d{k}"] = (m * (ratio < 1.25 ** k).double()).sum((1, 2))
+        sums[f"d{k}"] = torch.count_nonzero((ratio < 1.25 ** k) & mask, dim=(1, 2)).double()
     return sums
 
 
@@ -337,7 +357,9 @@ def error_figure(sample: dict[str, Any], out_dir: Path, min_depth: float,
         cv2.putText(panel, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
                     cv2.LINE_AA)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample["id"])
+    stem = sample["id"].rsplit(".", 1)[0] if sample["id"].lower().endswith(
+        (".jpg", ".jpeg", ".png")) else sample["id"]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
     path = out_dir / f"depth_{name}.png"
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
     return path
