@@ -127,7 +127,8 @@ def align(prediction: torch.Tensor, kind: str, gt: torch.Tensor, mask: torch.Ten
 def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per image [B] (float64): the pixel count and sums every depth error is built from.
 
-    Elementwise work stays in the inputs' precision (float32 at least); sums are float64.
+    Work and (cascade) sums stay in the inputs' precision (float32 at least); results are
+    returned as float64.
     Pixels outside ``mask`` are set to p = d = 1, where every error term is 0.
     """
     dtype = torch.promote_types(pred.dtype, torch.float32)
@@ -142,7 +143,7 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
     ratio = torch.maximum(ratio, 1.0 / ratio)
 
     def total(x: torch.Tensor) -> torch.Tensor:
-        return x.sum((1, 2), dtype=torch.float64)
+        return x.sum((1, 2)).double()
 
     sums = {
         "n": torch.count_nonzero(mask, dim=(1, 2)).double(),
