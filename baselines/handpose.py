@@ -150,18 +150,45 @@ def _targets(sample: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     xyz = sample["keypoints"][None].float()
     uvw = xyz @ K.transpose(1, 2)
     uv = uvw[..., :2] / uvw[..., 2:3]
-    return images[0], uv[0], xyz[0, :, 2] - xyz[0, :1, 2], torch.log(xyz[0, 0, 2] / K[0, 0, 0])
+    return (images[0], uv[0], xyz[0, :, 2] - xyz[0, :1, 2],
+            torch.log(xyz[0, 0, 2] / K[0, 0, 0]), K[0, :2, 2])
+
+
+def augment(images: torch.Tensor, uv: torch.Tensor, log_ratio: torch.Tensor,
+            centre: torch.Tensor, generator: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rotate each image about its principal point by a random angle and zoom it by
+    0.85-1.15: for fx = fy this is exactly the view of the hand rotated about the optical
+    axis with a focal length times the zoom, so 2D targets move with the image, relative
+    depths stay and log(root depth / fx) drops by log(zoom)."""
+    count, size = len(images), images.shape[-1]
+    angle = (torch.rand(count, generator=generator) * 2 - 1) * torch.pi
+    zoom = 0.85 + 0.3 * torch.rand(count, generator=generator)
+    cos, sin = angle.cos(), angle.sin()
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    new_uv = (uv - centre[:, None]) @ rotation.transpose(1, 2) * zoom[:, None, None] \
+        + centre[:, None]
+    # affine_grid maps output to input coordinates (normalised, align_corners=False).
+    inverse = rotation.transpose(1, 2) / zoom[:, None, None]
+    centre_n = (2 * centre + 1) / size - 1
+    offset = centre_n - (inverse @ centre_n[..., None])[..., 0]
+    grid = nn.functional.affine_grid(torch.cat([inverse, offset[..., None]], dim=2),
+                                     list(images.shape), align_corners=False)
+    warped = nn.functional.grid_sample(images, grid, padding_mode="reflection",
+                                       align_corners=False)
+    return warped, new_uv, log_ratio - zoom.log()
 
 
 def train_hand_cnn(spec: Any, device: torch.device, out: Path | None = None,
                    epochs: int | None = None, seed: int = 0) -> Path:
-    """Train on the spec's train split (Adam, cosine schedule, colour jitter); save fp16."""
+    """Train on the spec's train split (AdamW, one-cycle schedule, random rotation about the
+    principal point, zoom and colour jitter); save the weights in float16."""
     from bench.runner import build_dataset
 
     torch.manual_seed(seed)
     dataset = build_dataset(spec, split="train")
     columns = list(zip(*[_targets(dataset[i]) for i in range(len(dataset))], strict=True))
-    images, uv, rel_z, log_ratio = (torch.stack(c) for c in columns)
+    images, uv, rel_z, log_ratio, centre = (torch.stack(c) for c in columns)
     module = HandCNN().to(device)
     epochs = epochs or 20
     optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -173,12 +200,14 @@ def train_hand_cnn(spec: Any, device: torch.device, out: Path | None = None,
     for epoch in range(epochs):
         total = 0.0
         for chunk in torch.randperm(len(images), generator=generator).split(32):
+            x, target_uv, target_ratio = augment(images[chunk], uv[chunk], log_ratio[chunk],
+                                                 centre[chunk], generator)
             gain = 1.0 + 0.25 * (torch.rand(len(chunk), 3, 1, 1, generator=generator) - 0.5)
-            x = (images[chunk] * gain).clamp(0, 1).to(device)
+            x = (x * gain).clamp(0, 1).to(device)
             pred_uv, pred_z, pred_ratio = module(x)
-            loss = ((pred_uv - uv[chunk].to(device)).abs().mean() / 4.0
+            loss = ((pred_uv - target_uv.to(device)).abs().mean() / 4.0
                     + (pred_z - rel_z[chunk].to(device)).abs().mean() * DEPTH_SCALE
-                    + (pred_ratio - log_ratio[chunk].to(device)).abs().mean() * 5.0)
+                    + (pred_ratio - target_ratio.to(device)).abs().mean() * 5.0)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
