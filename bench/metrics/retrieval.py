@@ -412,41 +412,39 @@ class DescriptorMetric(Metric):
 
     def figure_rows(self, ids: np.ndarray, correct: np.ndarray, junk: np.ndarray,
                     out_dir: Path, name: str) -> list[Path]:
-        """PNG of the first queries and their top-5: correct framed green, wrong red, junk
-        grey. ``correct``/``junk`` are booleans [Nq, 5] aligned with ``ids``."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        """PNG of the first queries (left) and their top-5: correct framed green, wrong red,
+        junk grey; each tile captioned. ``correct``/``junk`` are booleans [Nq, 5] aligned
+        with ``ids``. Composed with numpy and OpenCV (no plotting library needed)."""
+        import cv2
 
         queries, db = self.thumbnails("query"), self.thumbnails("db")
         shown = [q for q in sorted(queries) if q < len(ids)][: self.figure_queries]
         if not shown:
             return []
-        cols = 1 + ids.shape[1]
-        fig, axes = plt.subplots(len(shown), cols, figsize=(1.6 * cols, 1.7 * len(shown)),
-                                 squeeze=False)
+        t, pad, caption, gap = self.thumb, 5, 14, 6
+        cell_h, cell_w = t + 2 * pad + caption + gap, t + 2 * pad + gap
+        canvas = np.full((len(shown) * cell_h, (1 + ids.shape[1]) * cell_w, 3), 255,
+                         dtype=np.uint8)
+        colours = {"green": (40, 200, 40), "red": (220, 30, 30), "grey": (150, 150, 150),
+                   "none": (255, 255, 255)}
+
+        def tile(row: int, col: int, image: np.ndarray | None, text: str, frame: str) -> None:
+            y, x = row * cell_h + caption, col * cell_w
+            canvas[y:y + t + 2 * pad, x:x + t + 2 * pad] = colours[frame]
+            if image is not None:
+                canvas[y + pad:y + pad + t, x + pad:x + pad + t] = image
+            cv2.putText(canvas, text, (x + 2, y - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+
         for row, q in enumerate(shown):
-            axes[row, 0].imshow(queries[q])
-            axes[row, 0].set_title(f"query {q}", fontsize=7)
+            tile(row, 0, queries[q], f"query {q}", "none")
             for col in range(ids.shape[1]):
-                ax = axes[row, col + 1]
                 db_id = int(ids[q, col])
-                if db_id >= 0 and db_id in db:
-                    ax.imshow(db[db_id])
-                colour = "grey" if junk[q, col] else ("limegreen" if correct[q, col] else "red")
-                for spine in ax.spines.values():
-                    spine.set_edgecolor(colour)
-                    spine.set_linewidth(4)
-                ax.set_title(f"#{col + 1}: {db_id}", fontsize=7)
-            for ax in axes[row]:
-                ax.set_xticks([])
-                ax.set_yticks([])
-        fig.tight_layout()
+                frame = "grey" if junk[q, col] else ("green" if correct[q, col] else "red")
+                tile(row, col + 1, db.get(db_id), f"#{col + 1}: {db_id}", frame)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / name
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
         return [path]
 
 
