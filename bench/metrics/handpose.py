@@ -57,8 +57,8 @@ def procrustes_transform(
     gt_c, pred_c = gt - gt_centre[:, None], pred - pred_centre[:, None]
     gt_norm = gt_c.flatten(1).norm(dim=1) + EPS
     pred_norm = pred_c.flatten(1).norm(dim=1) + EPS
-    rotation, sigma_sum = orthogonal_polar((gt_c / gt_norm[:, None, None]).transpose(1, 2)
-                                           @ (pred_c / pred_norm[:, None, None]))
+    normaliser = (gt_norm * pred_norm)[:, None, None]
+    rotation, sigma_sum = orthogonal_polar(gt_c.transpose(1, 2) @ pred_c / normaliser)
     factor = sigma_sum * gt_norm / pred_norm if scale else torch.ones_like(gt_norm)
     return rotation, factor, pred_centre, gt_centre
 
