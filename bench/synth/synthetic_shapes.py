@@ -3,10 +3,10 @@
 ``<class>/{train,test}/<class>_<NNNN>.off`` for the twelve classes of
 ``bench.synth.shapes.SHAPE_CLASSES`` (numbered across train then test, as ModelNet numbers
 its files), 48 train and 16 test meshes per class. Each instance draws its proportions,
-then is subdivided to edges <= 0.3 (unit-sphere units), stretched per axis by U(0.6, 1.4)
-(anisotropy), displaced per vertex by Gaussian noise (sigma 0.02), rotated about the up
-axis z by U(0, 360) degrees and tilted by up to 15 degrees, in 60 % of the cases cut by a
-random plane that removes 10-40 % of its faces (partial occlusion), scaled to a radius of
+then is subdivided to edges <= 0.3 (unit-sphere units), stretched per axis by U(0.5, 1.5)
+(anisotropy), displaced per vertex by Gaussian noise (sigma 0.04), rotated about the up
+axis z by U(0, 360) degrees and tilted by up to 15 degrees, in 70 % of the cases cut by a
+random plane that removes 10-50 % of its faces (partial occlusion), scaled to a radius of
 U(0.1, 0.5) m and translated by up to 1 m. Everything is seeded: the build is deterministic.
 """
 
@@ -23,11 +23,11 @@ from bench.synth.shapes import SHAPE_CLASSES, make_shape
 SPLIT_SIZES = {"train": 48, "test": 16}
 SEED = 2017
 MAX_EDGE = 0.3
-NOISE_SIGMA = 0.02
+NOISE_SIGMA = 0.04
 MAX_TILT_DEG = 15.0
-OCCLUSION_PROBABILITY = 0.6
-ANISOTROPY = (0.6, 1.4)
-OCCLUDED_FRACTION = (0.1, 0.4)
+OCCLUSION_PROBABILITY = 0.7
+ANISOTROPY = (0.5, 1.5)
+OCCLUDED_FRACTION = (0.1, 0.5)
 
 
 def write_off(path: Path, vertices: np.ndarray, triangles: np.ndarray) -> None:
