@@ -24,6 +24,7 @@ from bench.synth.render import back_project, rotation_matrix
 
 CROP = 64
 MIN_INLIERS = 6
+PNP_MIN_INLIERS = 12
 UPSAMPLE = 2.0
 
 
@@ -117,13 +118,20 @@ class PnpRansac:
 
     def _features(self, gray: np.ndarray,
                   mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """SIFT on the image upsampled 2x (the objects are small); keypoints [N,2] in pixels."""
-        big = cv2.resize(gray, None, fx=UPSAMPLE, fy=UPSAMPLE, interpolation=cv2.INTER_CUBIC)
-        big_mask = cv2.resize(mask, None, fx=UPSAMPLE, fy=UPSAMPLE,
+        """SIFT on the mask's bounding region upsampled 2x (the objects are small);
+        keypoints [N,2] in pixels of the full image."""
+        rows, cols = np.nonzero(mask)
+        if len(rows) == 0:
+            return np.zeros((0, 2)), None
+        top, left = max(0, rows.min() - 16), max(0, cols.min() - 16)
+        region = (slice(top, rows.max() + 17), slice(left, cols.max() + 17))
+        big = cv2.resize(gray[region], None, fx=UPSAMPLE, fy=UPSAMPLE,
+                         interpolation=cv2.INTER_CUBIC)
+        big_mask = cv2.resize(mask[region], None, fx=UPSAMPLE, fy=UPSAMPLE,
                               interpolation=cv2.INTER_NEAREST)
         keypoints, desc = self.sift.detectAndCompute(big, big_mask)
         uv = np.array([k.pt for k in keypoints], dtype=np.float64).reshape(-1, 2)
-        return (uv + 0.5) / UPSAMPLE - 0.5, desc
+        return (uv + 0.5) / UPSAMPLE - 0.5 + np.array([left, top]), desc
 
     def estimate(self, image: torch.Tensor, K: np.ndarray, box: np.ndarray,
                  obj_id: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -134,23 +142,28 @@ class PnpRansac:
         keypoints, desc = self._features(gray, _box_mask(gray.shape, box))
         if desc is None or len(keypoints) < MIN_INLIERS:
             return None
-        image_list, object_list = [], []
+        best: dict[int, tuple[float, np.ndarray]] = {}
         for view_desc, view_points in self.views[obj_id]:
             if len(view_desc) < 2:
                 continue
-            pairs = self.matcher.knnMatch(desc, view_desc, k=2)
-            good = [p[0] for p in pairs
-                    if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
-            image_list += [keypoints[m.queryIdx] for m in good]
-            object_list += [view_points[m.trainIdx] for m in good]
-        if len(image_list) < MIN_INLIERS:
+            for pair in self.matcher.knnMatch(desc, view_desc, k=2):
+                if len(pair) < 2 or pair[0].distance >= self.ratio * pair[1].distance:
+                    continue
+                match = pair[0]
+                if match.queryIdx not in best or match.distance < best[match.queryIdx][0]:
+                    best[match.queryIdx] = (match.distance, view_points[match.trainIdx])
+        # One correspondence per image keypoint (its best match over all views), so that a
+        # keypoint matched in many views cannot form a degenerate consensus on its own.
+        image_list = [keypoints[query] for query in best]
+        object_list = [point for _, point in best.values()]
+        if len(image_list) < PNP_MIN_INLIERS:
             return None
         image_points = np.array(image_list, dtype=np.float64)
         object_points = np.array(object_list, dtype=np.float64)
         ok, rvec, tvec, inliers = cv2.solvePnPRansac(
             object_points, image_points, K, None, iterationsCount=1000, reprojectionError=3.0,
             confidence=0.999, flags=cv2.SOLVEPNP_EPNP)
-        if not ok or inliers is None or len(inliers) < MIN_INLIERS:
+        if not ok or inliers is None or len(inliers) < PNP_MIN_INLIERS:
             return None
         inliers = inliers[:, 0]
         rvec, tvec = cv2.solvePnPRefineLM(object_points[inliers], image_points[inliers], K, None,

@@ -43,7 +43,7 @@ def test_ground_truth_has_zero_error() -> None:
     R, t = pose(random_rotation(np.random.default_rng(1)), (0.01, -0.02, 0.5))
     assert float(add_error(R, t, R, t, points)) == 0.0
     assert float(adds_error(R, t, R, t, points)) == pytest.approx(0.0, abs=1e-12)
-    assert float(rotation_error_deg(R, R)) == pytest.approx(0.0, abs=1e-5)  # arccos near 1
+    assert float(rotation_error_deg(R, R)) == 0.0
     assert float(translation_error(t, t)) == 0.0
 
 
@@ -126,3 +126,12 @@ def test_auc_conventions_by_hand() -> None:
     assert auc(torch.full((3,), math.inf), 0.1, "vocap") == 0.0
     with pytest.raises(ValueError, match="convention"):
         auc(distances, 0.1, "simpson")
+
+
+def test_rotation_error_equals_the_trace_formula() -> None:
+    rng = np.random.default_rng(4)
+    R_a = torch.from_numpy(np.stack([random_rotation(rng) for _ in range(20)]))
+    R_b = torch.from_numpy(np.stack([random_rotation(rng) for _ in range(20)]))
+    trace = torch.einsum("bij,bij->b", R_a, R_b)
+    reference = torch.rad2deg(torch.arccos(((trace - 1) / 2).clamp(-1, 1)))
+    np.testing.assert_allclose(rotation_error_deg(R_a, R_b), reference, atol=1e-6)
