@@ -42,6 +42,15 @@ HIGHER_IS_BETTER = {"d1": True, "d2": True, "d3": True}
 SUM_KEYS = ("n", "abs_rel", "sq_rel", "sq", "sq_log", "log10", "e", "e2", "d1", "d2", "d3")
 
 
+def count_per_item(masks: torch.Tensor) -> torch.Tensor:
+    """True pixels per item [N] (float64) of boolean masks [N,H,W]. On the CPU one full
+    count per item is an order of magnitude faster than torch's per-dimension count."""
+    if masks.device.type == "cpu":
+        counts = [torch.count_nonzero(item) for item in masks]
+        return torch.stack(counts).double() if counts else torch.zeros(0, dtype=torch.float64)
+    return torch.count_nonzero(masks, dim=(1, 2)).double()
+
+
 def crop_mask(height: int, width: int, crop: str, device: torch.device | None = None
               ) -> torch.Tensor:
     """Boolean [H,W] mask of an evaluation crop (``none``, ``garg``, ``eigen``, ``eigen_nyu``)."""
@@ -58,12 +67,17 @@ def crop_mask(height: int, width: int, crop: str, device: torch.device | None = 
 
 def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image median [B] of ``values`` [B,H,W] over ``mask`` (numpy's: mean of the middle
-    two for even counts, by selection rather than sorting); NaN for an empty mask."""
+    two for even counts; numpy's partition on the CPU, torch selection on a GPU); NaN for an
+    empty mask."""
     out = torch.full((values.shape[0],), torch.nan, dtype=values.dtype, device=values.device)
     for index in range(values.shape[0]):
         selected = values[index][mask[index]]
         n = selected.numel()
-        if n:
+        if not n:
+            continue
+        if selected.device.type == "cpu":
+            out[index] = float(np.median(selected.numpy()))
+        else:
             low = selected.kthvalue((n + 1) // 2).values
             high = selected.kthvalue(n // 2 + 1).values
             out[index] = (low + high) / 2
@@ -146,7 +160,7 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
         return x.sum((1, 2)).double()
 
     sums = {
-        "n": torch.count_nonzero(mask, dim=(1, 2)).double(),
+        "n": count_per_item(mask),
         "abs_rel": total(diff.abs() / d),
         "sq_rel": total(sq / d),
         "sq": total(sq),
@@ -156,7 +170,7 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
         "e2": total(sq_log),
     }
     for k in (1, 2, 3):
-        sums[f"d{k}"] = torch.count_nonzero((ratio < 1.25 ** k) & mask, dim=(1, 2)).double()
+        sums[f"d{k}"] = count_per_item((ratio < 1.25 ** k) & mask)
     return sums
 
 

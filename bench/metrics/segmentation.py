@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.metrics.base import Metric
+from bench.metrics.depth import count_per_item
 from bench.registry import METRICS
 
 STAT_KEYS = ("J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -28,8 +29,8 @@ STAT_KEYS = ("J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 
 def jaccard(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """Region similarity J per frame [N] of boolean masks [N,H,W]; 1 where the union is empty."""
-    inter = torch.count_nonzero(gt & pred, dim=(1, 2)).double()
-    union = torch.count_nonzero(gt | pred, dim=(1, 2)).double()
+    inter = count_per_item(gt & pred)
+    union = count_per_item(gt | pred)
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
@@ -81,10 +82,10 @@ def f_measure(gt: torch.Tensor, pred: torch.Tensor, bound_th: float = 0.008) -> 
     """
     kernel = disk(boundary_radius(gt.shape[-2], gt.shape[-1], bound_th), gt.device)
     pred_b, gt_b = seg2bmap(pred), seg2bmap(gt)
-    pred_match = torch.count_nonzero(pred_b & dilate(gt_b, kernel), dim=(1, 2)).double()
-    gt_match = torch.count_nonzero(gt_b & dilate(pred_b, kernel), dim=(1, 2)).double()
-    n_pred = torch.count_nonzero(pred_b, dim=(1, 2)).double()
-    n_gt = torch.count_nonzero(gt_b, dim=(1, 2)).double()
+    pred_match = count_per_item(pred_b & dilate(gt_b, kernel))
+    gt_match = count_per_item(gt_b & dilate(pred_b, kernel))
+    n_pred = count_per_item(pred_b)
+    n_gt = count_per_item(gt_b)
     # With no predicted boundary, matches are 0 too: the reference's special cases follow.
     precision = torch.where(n_pred > 0, pred_match / n_pred.clamp(min=1), torch.ones_like(n_pred))
     recall = torch.where(n_gt > 0, gt_match / n_gt.clamp(min=1), torch.ones_like(n_gt))

@@ -87,8 +87,19 @@ def numpy_jf(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
 
 @PERF_CASES.register("depth")
 def case(device: str | None = None, rounds: int = 3) -> list[dict]:
-    """Renderer frames/s at 640x480 and 320x240; depth metric and J&F vs plain loops."""
+    """Renderer frames/s at 640x480 and 320x240; depth metric and J&F vs plain loops (on the
+    CPU torch runs single-threaded, like the numpy loops it is compared with)."""
     torch_device = pick_device(device)
+    threads = torch.get_num_threads()
+    if torch_device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _rows(torch_device, rounds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _rows(torch_device: torch.device, rounds: int) -> list[dict]:
     rows = [{"case": f"renderer {w}x{h}", "arbench": f"{render_rate(w, h):.1f} frames/s",
              "plain loop": "", "ratio": "", "agree": ""}
             for w, h in ((640, 480), (320, 240))]
