@@ -353,15 +353,19 @@ class ModelNetDataset(BenchDataset):
             raise DataError(f"{where}: label {int(self.labels.max())} outside the "
                             f"{len(class_names)} classes of shape_names.txt")
 
-    def load_cloud(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def load_cloud(self, index: int) -> tuple[np.ndarray | torch.Tensor,
+                                              np.ndarray | torch.Tensor | None]:
         """Points [num_points,3] (unit sphere) and normals (or None) of shape ``index``."""
-        rng = np.random.default_rng(_shape_seed(self.seed, index))
         if self.layout == "hdf5":
-            cloud = self.h5_points[index].numpy()
-            chosen = resample_points(cloud, self.num_points, rng, keep_order=True)
-            normals = self.h5_normals[index].numpy()[chosen] if self.h5_normals is not None \
-                else None
+            cloud = self.h5_points[index]
+            if len(cloud) >= self.num_points:  # the first N points: a view, no generator
+                chosen: slice | torch.Tensor = slice(0, self.num_points)
+            else:
+                rng = np.random.default_rng(_shape_seed(self.seed, index))
+                chosen = torch.from_numpy(resample_points(cloud, self.num_points, rng))
+            normals = self.h5_normals[index][chosen] if self.h5_normals is not None else None
             return cloud[chosen], normals
+        rng = np.random.default_rng(_shape_seed(self.seed, index))
         path = self.paths[index]
         if path.suffix.lower() == ".off":
             vertices, triangles = read_off(path)
