@@ -151,16 +151,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Set each ``key.path=value`` override into a copy of the raw spec dict."""
+    """Set each ``key.path=value`` override into a copy of the raw spec dict.
+
+    A numeric key indexes a list (``metrics.0.params.align=median``).
+    """
     data = json.loads(json.dumps(data))
     for text in overrides:
         keys, value = parse_override(text)
-        node = data
-        for key in keys[:-1]:
-            if not isinstance(node.get(key), dict):
+        node: Any = data
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise BenchError(f"override {text!r}: {key!r} is not an index of a list "
+                                     f"of {len(node)} items")
+                key = int(key)
+            elif not last and not isinstance(node.get(key), dict | list):
                 node[key] = {}
-            node = node[key]
-        node[keys[-1]] = value
+            if last:
+                node[key] = value
+            else:
+                node = node[key]
     return data
 
 

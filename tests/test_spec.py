@@ -115,6 +115,15 @@ def test_unknown_task_suggests_names() -> None:
         load_spec("digit")
 
 
+def test_override_indexes_lists(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("- name: accuracy",
+                                        "- name: accuracy\n  - name: topk_accuracy"))
+    spec = load_spec(path, ["metrics.1.params.k=3"])
+    assert spec.metrics[1].params == {"k": 3}
+    with pytest.raises(BenchError, match="'5' is not an index of a list of 2 items"):
+        load_spec(path, ["metrics.5.params.k=3"])
+
+
 def test_bad_override() -> None:
     with pytest.raises(BenchError, match="KEY.PATH=VALUE"):
         load_spec("digits", ["dataset.root"])
