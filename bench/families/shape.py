@@ -215,8 +215,8 @@ def read_mesh_bytes(data: bytes, suffix: str, where: str) -> dict[str, Any]:
 def render_panel(rows: list[dict[str, Any]], path: Path, level: float = 0.5) -> None:
     """One figure: per row the input image | ground truth | prediction, seen by its camera.
 
-    Meshes are rendered with ``bench.synth.render`` from the sample's camera; point clouds
-    are projected through it and drawn as dots.
+    Meshes are rendered with ``bench.synth.render`` from the sample's camera (lit from
+    above in ShapeNet's y-up frame); point clouds are projected through it and drawn as dots.
     """
     import matplotlib
 
@@ -264,6 +264,7 @@ def _render_mesh(mesh: tuple[np.ndarray, np.ndarray], camera: Any, colour: tuple
     triangle_mesh = o3d.geometry.TriangleMesh(
         o3d.utility.Vector3dVector(np.asarray(mesh[0], dtype=np.float64)),
         o3d.utility.Vector3iVector(np.asarray(mesh[1], dtype=np.int32)))
-    scene = scene_cls(background=(1.0, 1.0, 1.0))
+    scene = scene_cls(background=(1.0, 1.0, 1.0), light_direction=(-0.3, -1.0, -0.6),
+                      ambient=0.45)
     scene.add(object_cls(triangle_mesh, color=colour))
     return scene.render(camera).rgb
