@@ -293,21 +293,13 @@ def _crop_window(box: np.ndarray, scale: float = 1.25) -> tuple[float, float, fl
     return x + (w - 1) / 2.0, y + (h - 1) / 2.0, max(float(max(w, h)) * scale, 8.0)
 
 
-def _crop(image: np.ndarray, window: tuple[float, float, float],
-          roll: np.ndarray | None = None) -> np.ndarray:
-    """The square window of an HxWx3 float image, resampled to CROP x CROP (zero outside),
-    optionally turned in the image plane by the 2x2 rotation ``roll`` about its centre."""
+def _crop(image: np.ndarray, window: tuple[float, float, float]) -> np.ndarray:
+    """The square window of an HxWx3 float image, resampled to CROP x CROP (zero outside)."""
     cx, cy, side = window
     scale = CROP / side
     affine = np.array([[scale, 0, (CROP - 1) / 2.0 - scale * cx],
-                       [0, scale, (CROP - 1) / 2.0 - scale * cy], [0, 0, 1]], dtype=np.float64)
-    if roll is not None:
-        centre = np.full(2, (CROP - 1) / 2.0)
-        turn = np.eye(3)
-        turn[:2, :2] = roll
-        turn[:2, 2] = centre - roll @ centre
-        affine = turn @ affine
-    return cv2.warpAffine(image, affine[:2], (CROP, CROP), flags=cv2.INTER_LINEAR,
+                       [0, scale, (CROP - 1) / 2.0 - scale * cy]], dtype=np.float64)
+    return cv2.warpAffine(image, affine, (CROP, CROP), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT)
 
 
@@ -399,7 +391,7 @@ def _train_bb8(spec: Any, device: torch.device, out: Path | None = None,
     rng = np.random.default_rng(seed)
     images, boxes, targets, objects, models = _training_set(spec)
     net = CornerNet(len(models.ids)).to(device)
-    epochs = epochs or 100
+    epochs = epochs or 60
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * (
         (len(images) + 31) // 32))
@@ -415,17 +407,14 @@ def _train_bb8(spec: Any, device: torch.device, out: Path | None = None,
                 jitter = rng.uniform(-0.12, 0.12, 2) * max(w, h)
                 window = _crop_window(np.array([x + jitter[0], y + jitter[1], w, h]),
                                       scale=rng.uniform(1.1, 1.45))
-                angle = rng.uniform(-np.pi, np.pi)
-                roll = np.array([[np.cos(angle), -np.sin(angle)],
-                                 [np.sin(angle), np.cos(angle)]])
-                crop = _crop(images[i], window, roll)
+                crop = _crop(images[i], window)
                 crop = np.clip(crop * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1, 3), 0, 1)
                 if rng.random() < 0.5:
                     cut = rng.integers(8, 28, 2)
                     top, left = rng.integers(0, CROP - cut)
                     crop[top:top + cut[0], left:left + cut[1]] = rng.uniform(0, 1, 3)
                 crops.append(crop)
-                goals.append(_to_crop(targets[i], window) @ roll.T)
+                goals.append(_to_crop(targets[i], window))
             x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().to(device)
             goal = torch.from_numpy(np.stack(goals)).float().to(device)
             index = torch.tensor([objects[i] for i in chunk], device=device)
