@@ -225,12 +225,13 @@ class DepthIcp:
         reg = o3d.pipelines.registration
         o3d.utility.random.seed(self.seed)
         distance = 2.5 * self.voxel
-        coarse = reg.registration_ransac_based_on_feature_matching(
-            source, target, source_features, target_features, True, distance,
-            reg.TransformationEstimationPointToPoint(False), 3,
-            [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
-             reg.CorrespondenceCheckerBasedOnDistance(distance)],
-            reg.RANSACConvergenceCriteria(20000, 0.999))
+        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+            coarse = reg.registration_ransac_based_on_feature_matching(
+                source, target, source_features, target_features, True, distance,
+                reg.TransformationEstimationPointToPoint(False), 3,
+                [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
+                 reg.CorrespondenceCheckerBasedOnDistance(distance)],
+                reg.RANSACConvergenceCriteria(20000, 0.999))
         fine = reg.registration_icp(source, target, 2.0 * self.voxel, coarse.transformation,
                                     reg.TransformationEstimationPointToPlane())
         transform = np.asarray(fine.transformation)

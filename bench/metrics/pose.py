@@ -126,8 +126,10 @@ def mspd_error(R_est: torch.Tensor, t_est: torch.Tensor, R_gt: torch.Tensor, t_g
     """MSPD [B] (pixels): min over symmetries S of max_p ||proj est(p) - proj gt_S(p)||."""
     est = project_points(transform_points(points, R_est, t_est), K)
     rotations, translations = _symmetric_gt(R_gt, t_gt, symmetries)
-    gt = torch.matmul(points, rotations.transpose(-1, -2)) + translations[:, :, None]
-    uvw = torch.matmul(gt, K[:, None].transpose(-1, -2))
+    # Project in one product: K (R p + t) = (K R) p + K t for every symmetry at once.
+    KR = torch.matmul(K[:, None], rotations)
+    Kt = torch.matmul(translations, K.transpose(1, 2))
+    uvw = torch.matmul(points, KR.transpose(-1, -2)) + Kt[:, :, None]
     gt_px = uvw[..., :2] / uvw[..., 2:3]
     return (est[:, None] - gt_px).norm(dim=-1).amax(dim=-1).amin(dim=-1)
 
