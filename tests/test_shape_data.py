@@ -234,3 +234,24 @@ def test_pix3d_adapter(tmp_path: Path):
     (tmp_path / "pix3d.json").write_text(json.dumps([{"img": "x"}]))
     with pytest.raises(DataError, match="entry 0 lacks"):
         Pix3DDataset(tmp_path)
+
+
+def test_zip_predictions_read_obj_and_ply(tmp_path: Path):
+    import open3d as o3d
+
+    from bench.families.shape import ZipPredictions
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.eye(3)))
+    o3d.io.write_point_cloud(str(tmp_path / "c.ply"), cloud)
+    write_obj(tmp_path / "m.obj", np.eye(3), np.array([[0, 1, 2]]))
+    archive = tmp_path / "p.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(tmp_path / "c.ply", "a/b/00.ply")
+        handle.write(tmp_path / "m.obj", "a/c/00.obj")
+    predictions = ZipPredictions(archive)
+    assert np.allclose(predictions.read("a/b/00")["points"], np.eye(3))
+    assert predictions.read("a/c/00")["faces"].tolist() == [[0, 1, 2]]
+    out = predictions({"id": ["a/c/00"]})
+    assert len(out) == 1 and np.allclose(out[0]["vertices"], np.eye(3))
+    with pytest.raises(Exception, match="no prediction for sample 'a/d/00'"):
+        predictions.read("a/d/00")
