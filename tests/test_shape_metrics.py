@@ -22,6 +22,7 @@ from bench.metrics.shape import (
     iou,
     is_watertight,
     mesh_occupancy,
+    nearest_both_ways,
     nearest_neighbours,
     pointcloud_metrics,
     sample_surface,
@@ -167,6 +168,9 @@ def test_nearest_neighbours_match_brute_force():
     assert (index == brute.argmin(1)).all()
     ref, _ = cKDTree(b).query(a)
     assert np.allclose(dist, ref, atol=1e-12)
+    both = nearest_both_ways(a, b)
+    assert np.allclose(both[0], ref, atol=1e-12) and (both[1] == index).all()
+    assert np.allclose(both[2], cKDTree(a).query(b)[0], atol=1e-12)
     chunked, chunked_index = chunked_cdist(a, b)
     assert np.allclose(chunked, ref, atol=1e-12) and (chunked_index == index).all()
 

