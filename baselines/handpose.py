@@ -190,7 +190,7 @@ def train_hand_cnn(spec: Any, device: torch.device, out: Path | None = None,
     columns = list(zip(*[_targets(dataset[i]) for i in range(len(dataset))], strict=True))
     images, uv, rel_z, log_ratio, centre = (torch.stack(c) for c in columns)
     module = HandCNN().to(device)
-    epochs = epochs or 20
+    epochs = epochs or 60
     optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3, weight_decay=1e-4)
     steps = epochs * ((len(images) + 31) // 32)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=steps)
