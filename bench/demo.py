@@ -6,6 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
+import cv2
 from rich.console import Console
 
 from bench.runner import LEADERBOARD_DIR, evaluate
@@ -13,6 +14,8 @@ from bench.spec import TaskSpec, load_spec, task_names
 from bench.tables import build_table, read_leaderboard, render
 
 console = Console()
+FIGURES_PER_RUN = 4
+FIGURE_MAX_SIDE = 800
 
 
 def demo_tasks() -> list[TaskSpec]:
@@ -31,12 +34,7 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
                               progress=False)
             console.print(f"{spec.task:24s} {model:18s} {spec.primary_metric} = "
                           f"{result.primary:.4f}  ({result.metadata['wall_s']:.1f}s)")
-            figure_dir = leaderboard_dir / "figures" / spec.task / result.model
-            if result.figures:
-                shutil.rmtree(figure_dir, ignore_errors=True)
-                figure_dir.mkdir(parents=True)
-                for figure in result.figures:
-                    shutil.copy(figure, figure_dir / Path(figure).name)
+            publish_figures(result.figures, leaderboard_dir / "figures" / spec.task / result.model)
     readme = write_tables(load_all=[load_spec(t) for t in task_names()],
                           leaderboard_dir=leaderboard_dir)
     console.print(f"demo finished in {time.perf_counter() - start:.0f}s: leaderboards in "
@@ -44,8 +42,28 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
     return readme
 
 
+def publish_figures(figures: list[str], target: Path) -> None:
+    """Copy a run's first PNG figures into ``target``, shrunk to at most 800 px a side.
+
+    The full-size figures (and any videos) stay in the run's results directory; the
+    committed leaderboards keep a bounded, small set.
+    """
+    shutil.rmtree(target, ignore_errors=True)
+    pngs = sorted(Path(f) for f in figures if f.endswith(".png"))[:FIGURES_PER_RUN]
+    if not pngs:
+        return
+    target.mkdir(parents=True)
+    for figure in pngs:
+        image = cv2.imread(str(figure), cv2.IMREAD_UNCHANGED)
+        scale = FIGURE_MAX_SIDE / max(image.shape[:2])
+        if scale < 1:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(target / figure.name), image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+
 def write_tables(load_all: list[TaskSpec], leaderboard_dir: Path) -> Path:
-    """Write leaderboards/README.md: one table per task that has a leaderboard."""
+    """Write leaderboards/README.md: one table per task that has a leaderboard, with the
+    figures of the best model and of the reference model."""
     parts = ["# arbench leaderboards\n",
              "Written by `make demo` (`arbench demo`); each table shows the best comparable run "
              "per model. Regenerate a table with "
@@ -61,8 +79,9 @@ def write_tables(load_all: list[TaskSpec], leaderboard_dir: Path) -> Path:
         table.reference = reference
         parts.append(f"## {spec.task}\n\n{' '.join(spec.description.split())}\n")
         parts.append(render(table, "md", with_ci=reference is not None))
+        shown = {table.rows["model"].iloc[0], reference}
         figures = sorted((leaderboard_dir / "figures" / spec.task).glob("*/*.png"))
-        for figure in figures:
+        for figure in (f for f in figures if f.parent.name in shown):
             relative = figure.relative_to(leaderboard_dir)
             parts.append(f"\n![{relative.parent.name}: {figure.stem}]({relative})\n")
     readme = leaderboard_dir / "README.md"
