@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from bench.errors import ContractError
+from bench.errors import ContractError, ModelError
 
 Batch = dict[str, Any]
 
@@ -76,6 +76,43 @@ def check_tensor(
         bad = int((~torch.isfinite(value)).sum())
         raise ContractError(f"prediction {name!r} has {bad} NaN or infinite values")
     return value
+
+
+def batch_device(batch: Batch) -> torch.device:
+    """The device of the first tensor in a batch (``cpu`` when it holds none)."""
+    for value in batch.values():
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")
+
+
+class PredictionTable:
+    """Rows of a predictions file served by sample id (subclasses build the predictions)."""
+
+    def __init__(self, ids: list[str], source: Path) -> None:
+        self.index = {sample_id: i for i, sample_id in enumerate(ids)}
+        self.source = source
+
+    def rows_for(self, batch: Batch) -> list[int]:
+        """Row numbers of the batch's samples; a sample without a row is a ModelError."""
+        missing = [i for i in batch["id"] if i not in self.index]
+        if missing:
+            raise ModelError(
+                f"{self.source} has no prediction for sample {missing[0]!r} "
+                f"({len(missing)} of this batch missing)"
+            )
+        return [self.index[i] for i in batch["id"]]
+
+
+class TensorTable(PredictionTable):
+    """One tensor row per sample (logits, descriptors ...) served on the batch's device."""
+
+    def __init__(self, ids: list[str], values: torch.Tensor, source: Path) -> None:
+        super().__init__(ids, source)
+        self.values = values
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        return self.values[self.rows_for(batch)].to(batch_device(batch))
 
 
 def _shape_text(shape: tuple[int | None, ...]) -> str:

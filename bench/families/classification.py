@@ -13,28 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.errors import ContractError, ModelError
-from bench.families.base import Batch, Family, Predictor, check_tensor
+from bench.errors import ContractError
+from bench.families.base import Batch, Family, Predictor, TensorTable, check_tensor
 from bench.registry import FAMILIES
-
-
-class PredictionTable:
-    """Serves per-sample rows of a predictions file by sample id, batched by the runner."""
-
-    def __init__(self, ids: list[str], rows: torch.Tensor, source: Path) -> None:
-        self.index = {sample_id: i for i, sample_id in enumerate(ids)}
-        self.rows = rows
-        self.source = source
-
-    def __call__(self, batch: Batch) -> torch.Tensor:
-        missing = [i for i in batch["id"] if i not in self.index]
-        if missing:
-            raise ModelError(
-                f"{self.source} has no prediction for sample {missing[0]!r} "
-                f"({len(missing)} of this batch missing)"
-            )
-        rows = self.rows[[self.index[i] for i in batch["id"]]]
-        return rows.to(batch["label"].device)
 
 
 @FAMILIES.register("classification")
@@ -84,4 +65,4 @@ class ClassificationFamily(Family):
         if logits.ndim != 2 or logits.shape[0] != len(ids):
             raise ContractError(
                 f"{path}: logits shape {tuple(logits.shape)} does not match {len(ids)} ids")
-        return PredictionTable(ids, logits, path)
+        return TensorTable(ids, logits, path)

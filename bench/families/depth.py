@@ -19,28 +19,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.errors import ContractError, ModelError
-from bench.families.base import Batch, Family, Predictor, check_tensor
+from bench.errors import ContractError
+from bench.families.base import (
+    Batch,
+    Family,
+    PredictionTable,
+    Predictor,
+    batch_device,
+    check_tensor,
+)
 from bench.registry import FAMILIES
 
 KINDS = ("depth", "inverse_depth", "disparity")
 
 
-class DepthTable:
+class DepthTable(PredictionTable):
     """Serves per-image maps of a predictions file by sample id."""
 
     def __init__(self, ids: list[str], maps: np.ndarray, kind: str, source: Path) -> None:
-        self.index = {sample_id: i for i, sample_id in enumerate(ids)}
-        self.maps, self.kind, self.source = maps, kind, source
+        super().__init__(ids, source)
+        self.maps, self.kind = maps, kind
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
-        missing = [i for i in batch["id"] if i not in self.index]
-        if missing:
-            raise ModelError(f"{self.source} has no prediction for sample {missing[0]!r} "
-                             f"({len(missing)} of this batch missing)")
-        rows = np.stack([self.maps[self.index[i]] for i in batch["id"]]).astype(np.float32)
-        device = batch["depth"].device if isinstance(batch["depth"], torch.Tensor) else "cpu"
-        return {self.kind: torch.from_numpy(rows).to(device)}
+        rows = np.stack([self.maps[row] for row in self.rows_for(batch)]).astype(np.float32)
+        return {self.kind: torch.from_numpy(rows).to(batch_device(batch))}
 
 
 @FAMILIES.register("depth")

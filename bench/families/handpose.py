@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.errors import ContractError, ModelError
-from bench.families.base import Batch, Family, Predictor, check_tensor
+from bench.errors import ContractError
+from bench.families.base import Batch, Family, PredictionTable, Predictor, check_tensor
 from bench.registry import FAMILIES
 
 NUM_KEYPOINTS = 21
@@ -34,19 +34,16 @@ NUM_KEYPOINTS = 21
 SCALE_WARNING_RATIO = 100.0
 
 
-class PredictionFile:
+class PredictionFile(PredictionTable):
     """Serves the rows of a ``pred.json`` by sample id (row i = data-set sample i)."""
 
     def __init__(self, ids: list[str], keypoints: torch.Tensor, vertices: torch.Tensor | None,
                  source: Path) -> None:
-        self.index = {sample_id: i for i, sample_id in enumerate(ids)}
-        self.keypoints, self.vertices, self.source = keypoints, vertices, source
+        super().__init__(ids, source)
+        self.keypoints, self.vertices = keypoints, vertices
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
-        missing = [i for i in batch["id"] if i not in self.index]
-        if missing:
-            raise ModelError(f"{self.source} has no prediction for sample {missing[0]!r}")
-        rows = [self.index[i] for i in batch["id"]]
+        rows = self.rows_for(batch)
         device = batch["keypoints"].device
         out = {"keypoints": self.keypoints[rows].to(device)}
         if self.vertices is not None:

@@ -24,25 +24,9 @@ import numpy as np
 import torch
 
 from bench.errors import ContractError, ModelError
-from bench.families.base import Batch, Family, Predictor, check_tensor
+from bench.families.base import Batch, Family, Predictor, TensorTable, check_tensor
 from bench.metrics.retrieval import l2_normalize
 from bench.registry import FAMILIES
-
-
-class DescriptorTable:
-    """Serves descriptors of a predictions file by sample id."""
-
-    def __init__(self, ids: list[str], rows: torch.Tensor, source: Path) -> None:
-        self.index = {sample_id: i for i, sample_id in enumerate(ids)}
-        self.rows = rows
-        self.source = source
-
-    def __call__(self, batch: Batch) -> torch.Tensor:
-        missing = [i for i in batch["id"] if i not in self.index]
-        if missing:
-            raise ModelError(f"{self.source} has no descriptor for sample {missing[0]!r} "
-                             f"({len(missing)} of this batch missing)")
-        return self.rows[[self.index[i] for i in batch["id"]]].to(batch["index"].device)
 
 
 class RankingTable:
@@ -154,7 +138,7 @@ class DescriptorFamily(Family):
         if rows.ndim != 2 or rows.shape[0] != len(ids):
             raise ContractError(
                 f"{path}: descriptors shape {rows.shape} does not match {len(ids)} ids")
-        return DescriptorTable(ids, torch.from_numpy(rows.astype(np.float32)), path)
+        return TensorTable(ids, torch.from_numpy(rows.astype(np.float32)), path)
 
 
 @FAMILIES.register("retrieval")

@@ -16,6 +16,27 @@ import torch.distributed as dist
 Reduce = Literal["sum", "cat"]
 
 
+def new_figure(*grid: int, **subplots_kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots(*grid, **kwargs)`` on the file-only Agg backend: (figure, axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*grid, **subplots_kwargs)
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
+    """Lay out, write ``fig`` to ``path`` (PNG, directories created) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 class Metric:
     """Stateful metric shell. Subclasses call ``add_state`` and fill ``higher_is_better``.
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.metrics.base import Metric
+from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
 
 
@@ -164,14 +164,9 @@ class ConfusionMatrix(_ConfusionBased):
         return {"confusion_matrix": self.state("confusion").tolist()}
 
     def figures(self, out_dir: Path) -> list[Path]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         confusion = self.state("confusion").cpu().numpy()
         size = max(4.0, 0.45 * self.num_classes)
-        fig, ax = plt.subplots(figsize=(size, size))
+        fig, ax = new_figure(figsize=(size, size))
         ax.imshow(confusion, cmap="Blues")
         ax.set_xticks(range(self.num_classes), self.class_names, rotation=90)
         ax.set_yticks(range(self.num_classes), self.class_names)
@@ -182,12 +177,7 @@ class ConfusionMatrix(_ConfusionBased):
             for (row, col), value in np.ndenumerate(confusion):
                 ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
                         color="white" if value > peak / 2 else "black")
-        fig.tight_layout()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "confusion_matrix.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "confusion_matrix.png", dpi=120)]
 
 
 @METRICS.register("ece")

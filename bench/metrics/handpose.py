@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bench.errors import DataError
-from bench.metrics.base import Metric
+from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
 from bench.synth.hand_model import BONES, KEYPOINT_NAMES
 
@@ -396,12 +396,7 @@ class HandSamples(Metric):
         images, uv = self.state("images").cpu(), self.state("uv").cpu().numpy()
         if not len(images):
             return []
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(images), figsize=(2.4 * len(images), 2.6), squeeze=False)
+        fig, axes = new_figure(1, len(images), figsize=(2.4 * len(images), 2.6), squeeze=False)
         for ax, image, points in zip(axes[0], images, uv, strict=True):
             ax.imshow(image.permute(1, 2, 0).numpy())
             for (child, parent) in BONES:
@@ -412,22 +407,12 @@ class HandSamples(Metric):
             ax.set_ylim(self.size - 1, 0)
             ax.axis("off")
         fig.suptitle("ground truth (green) and prediction (red)", fontsize=9)
-        fig.tight_layout()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "hand_samples.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "hand_samples.png", dpi=110)]
 
 
 def _plot_curve(path: Path, thresholds: np.ndarray, curve: np.ndarray, title: str,
                 xlabel: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    fig, ax = new_figure(figsize=(4.5, 3.4))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ax.plot(thresholds, curve)
@@ -436,8 +421,4 @@ def _plot_curve(path: Path, thresholds: np.ndarray, curve: np.ndarray, title: st
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -29,7 +29,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from bench.errors import ContractError
-from bench.metrics.base import Metric
+from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
 
 MATCHERS = ("mnn", "ratio", "mnn+ratio")
@@ -452,13 +452,8 @@ class MatchingMetric(Metric):
         return {"mma_curve": curves}
 
     def figures(self, out_dir: Path) -> list[Path]:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         pairs = self.state("pairs")
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=True)
+        fig, axes = new_figure(1, 3, figsize=(11, 3.4), sharey=True)
         titles = (("all", len(KINDS), "Overall"), ("i", 0, "Illumination"),
                   ("v", 1, "Viewpoint"))
         for ax, (_, row, title) in zip(axes, titles, strict=True):
@@ -469,9 +464,4 @@ class MatchingMetric(Metric):
             ax.set_ylim(0, 1)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("MMA")
-        fig.tight_layout()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "mma_curve.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "mma_curve.png", dpi=110)]

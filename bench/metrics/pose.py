@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
-from bench.metrics.base import Metric
+from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
 
 AUC_CONVENTIONS = ("vocap", "step", "trapezoid")
@@ -350,13 +350,8 @@ class AddAccuracy(_PerObject):
     def figures(self, out_dir: Path) -> list[Path]:
         if self.state("diameter").numel() == 0:
             return []
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         curves = self.curves()
-        fig, ax = plt.subplots(figsize=(5.0, 3.6))
+        fig, ax = new_figure(figsize=(5.0, 3.6))
         for name, label in (("add", "ADD"), ("adds", "ADD-S"), ("add_s", "ADD(-S)")):
             ax.plot(curves["fraction_of_diameter"], curves[name], label=label)
         ax.axvline(self.threshold, color="grey", linestyle=":", linewidth=1)
@@ -366,12 +361,7 @@ class AddAccuracy(_PerObject):
         ax.set_xlim(0, float(self.curve[-1]))
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "add_accuracy_curve.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "add_accuracy_curve.png", dpi=120)]
 
 
 @METRICS.register("pose_auc")
