@@ -49,7 +49,8 @@ def random_hands(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @PERF_CASES.register("handpose")
 def case(device: str | None = None, count: int = 4000, rounds: int = 3) -> list[dict]:
     """Seconds for PA-MPJPE of ``count`` samples: scipy loop vs batched torch (CPU with one
-    thread, and the run's device when it is a GPU); max |difference| of the errors."""
+    thread and with all of torch's threads, and the run's device when it is a GPU);
+    max |difference| of the errors."""
     gt, pred = random_hands(count)
     loop_best, reference = float("inf"), None
     for _ in range(rounds):
@@ -59,16 +60,17 @@ def case(device: str | None = None, count: int = 4000, rounds: int = 3) -> list[
     rows = [{"implementation": "scipy orthogonal_procrustes loop", "device": "cpu",
              "seconds": f"{loop_best:.4f}", "speed-up": "1.0x", "PA-MPJPE mm":
              f"{reference.mean() * 1000:.6f}", "max |diff| m": "0"}]
-    devices = [torch.device("cpu")]
-    if pick_device(device).type == "cuda":
-        devices.append(pick_device(device))
     threads = torch.get_num_threads()
-    for torch_device in devices:
+    runs = [(torch.device("cpu"), 1)]
+    if threads > 1:
+        runs.append((torch.device("cpu"), threads))
+    if pick_device(device).type == "cuda":
+        runs.append((pick_device(device), threads))
+    for torch_device, run_threads in runs:
         gt_t = torch.from_numpy(gt).to(torch_device)
         pred_t = torch.from_numpy(pred).to(torch_device)
         best = float("inf")
-        # One CPU thread, like the loop (and immune to oversubscribed cores).
-        torch.set_num_threads(1 if torch_device.type == "cpu" else threads)
+        torch.set_num_threads(run_threads)
         try:
             for _ in range(rounds + 1):
                 if torch_device.type == "cuda":
@@ -81,7 +83,8 @@ def case(device: str | None = None, count: int = 4000, rounds: int = 3) -> list[
         finally:
             torch.set_num_threads(threads)
         diff = float(np.abs(errors.cpu().numpy() - reference).max())
-        rows.append({"implementation": "batched torch", "device": str(torch_device),
+        label = f"{torch_device} ({run_threads} thread{'s' if run_threads > 1 else ''})"
+        rows.append({"implementation": "batched torch", "device": label,
                      "seconds": f"{best:.4f}", "speed-up": f"{loop_best / best:.1f}x",
                      "PA-MPJPE mm": f"{float(errors.mean()) * 1000:.6f}",
                      "max |diff| m": f"{diff:.1e}"})
