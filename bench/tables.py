@@ -60,9 +60,15 @@ def build_table(
     key: str | None = None,
     models: list[str] | None = None,
 ) -> Table:
-    """Pick comparable rows (one comparability key), one per model (best or latest run)."""
+    """Pick comparable rows (one comparability key), one per model (best or latest run).
+
+    Without ``key``, the key of the latest run over the whole data set is used (a quick
+    ``--limit`` run does not hide the full runs); the latest run's when all are limited.
+    """
     frame = frame.sort_values("timestamp", kind="stable")
-    key = key or frame["comparability_key"].iloc[-1]
+    if key is None:
+        full = frame[frame["limit"] == ""] if "limit" in frame else frame
+        key = (full if len(full) else frame)["comparability_key"].iloc[-1]
     notes = []
     comparable = frame[frame["comparability_key"] == key]
     if len(comparable) < len(frame):

@@ -61,6 +61,15 @@ def test_best_and_latest_runs_of_comparable_rows(tmp_path: Path) -> None:
         build_table(data, reference="orb")
 
 
+def test_a_limited_run_does_not_hide_full_runs(tmp_path: Path) -> None:
+    data = frame(tmp_path)
+    data["limit"] = ["", "", "", "10"]
+    data.loc[3, "timestamp"] = "2026-01-02T00:00:00"
+    assert list(build_table(data).rows["model"]) == ["lift", "sift"]
+    data["limit"] = "10"
+    assert list(build_table(data).rows["model"]) == ["orb"]
+
+
 def test_markdown_with_reference_and_ci(tmp_path: Path) -> None:
     table = build_table(frame(tmp_path), reference="sift")
     text = render(table, "md", with_ci=True)
