@@ -174,7 +174,7 @@ def evaluate(
     writer = SampleWriter(samples_path)
     start = time.perf_counter()
     try:
-        with _progress(progress and rank == 0, f"{spec.task} / {model_info.name}",
+        with _ProgressBar(progress and rank == 0, f"{spec.task} / {model_info.name}",
                        len(loader)) as advance, torch.inference_mode():
             for batch in loader:
                 batch = move_batch(batch, torch_device, non_blocking=True)
@@ -270,7 +270,7 @@ def _merge_rank_samples(run_dir: Path, world: int) -> None:
             part.unlink()
 
 
-class _progress:
+class _ProgressBar:
     """A rich progress bar (or nothing) yielding an ``advance()`` callable."""
 
     def __init__(self, enabled: bool, title: str, total: int) -> None:
