@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 from rich.console import Console
 
+from bench.registry import METRICS
 from bench.runner import LEADERBOARD_DIR, evaluate
 from bench.spec import TaskSpec, load_spec, task_names
 from bench.tables import build_table, read_leaderboard, render
@@ -29,12 +30,16 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
     specs = [load_spec(t) for t in tasks] if tasks else demo_tasks()
     start = time.perf_counter()
     for spec in specs:
+        details = {}
         for model in spec.baselines:
             result = evaluate(spec, model, out_dir=out_dir, leaderboard_dir=leaderboard_dir,
                               progress=False)
             console.print(f"{spec.task:24s} {model:18s} {spec.primary_metric} = "
                           f"{result.primary:.4f}  ({result.metadata['wall_s']:.1f}s)")
             publish_figures(result.figures, leaderboard_dir / "figures" / spec.task / result.model)
+            details[result.model] = result.details
+        for name in dict.fromkeys(m.name for m in spec.metrics):
+            METRICS.get(name).comparison_figures(details, leaderboard_dir / "figures" / spec.task)
     readme = write_tables(load_all=[load_spec(t) for t in task_names()],
                           leaderboard_dir=leaderboard_dir)
     console.print(f"demo finished in {time.perf_counter() - start:.0f}s: leaderboards in "
@@ -80,10 +85,13 @@ def write_tables(load_all: list[TaskSpec], leaderboard_dir: Path) -> Path:
         parts.append(f"## {spec.task}\n\n{' '.join(spec.description.split())}\n")
         parts.append(render(table, "md", with_ci=reference is not None))
         shown = {table.rows["model"].iloc[0], reference}
-        figures = sorted((leaderboard_dir / "figures" / spec.task).glob("*/*.png"))
-        for figure in (f for f in figures if f.parent.name in shown):
+        task_figures = leaderboard_dir / "figures" / spec.task
+        figures = sorted(task_figures.glob("*.png")) + sorted(
+            f for f in task_figures.glob("*/*.png") if f.parent.name in shown)
+        for figure in figures:
             relative = figure.relative_to(leaderboard_dir)
-            parts.append(f"\n![{relative.parent.name}: {figure.stem}]({relative})\n")
+            label = "all models" if figure.parent == task_figures else figure.parent.name
+            parts.append(f"\n![{label}: {figure.stem}]({relative})\n")
     readme = leaderboard_dir / "README.md"
     readme.write_text("\n".join(parts), encoding="utf-8")
     return readme

@@ -114,3 +114,9 @@ class Metric:
     def figures(self, out_dir: Path) -> list[Path]:
         """Write this metric's figures (PNG) into ``out_dir``; return their paths."""
         return []
+
+    @classmethod
+    def comparison_figures(cls, details: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
+        """Figures putting several models side by side, from each run's ``details()``
+        (model name -> details); written by ``arbench demo`` next to the tables."""
+        return []

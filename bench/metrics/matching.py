@@ -451,6 +451,26 @@ class MatchingMetric(Metric):
             curves[f"pairs_{label}"] = int(pairs[row])
         return {"mma_curve": curves}
 
+    @classmethod
+    def comparison_figures(cls, details: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
+        """The HPatches/D2-Net plot: every model's MMA curve, overall / illumination /
+        viewpoint."""
+        curves = {model: d["mma_curve"] for model, d in details.items() if "mma_curve" in d}
+        if not curves:
+            return []
+        fig, axes = new_figure(1, 3, figsize=(12, 3.6), sharey=True)
+        for ax, (key, title) in zip(axes, (("all", "Overall"), ("i", "Illumination"),
+                                           ("v", "Viewpoint")), strict=True):
+            for model, curve in curves.items():
+                ax.plot(curve["thresholds_px"], curve[f"mma_{key}"], marker="o", label=model)
+            ax.set_title(title)
+            ax.set_xlabel("threshold [px]")
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("MMA")
+        axes[0].legend()
+        return [save_figure(fig, out_dir / "mma_comparison.png", dpi=110)]
+
     def figures(self, out_dir: Path) -> list[Path]:
         pairs = self.state("pairs")
         fig, axes = new_figure(1, 3, figsize=(11, 3.4), sharey=True)
