@@ -10,7 +10,6 @@ queries without positives) or counted as misses (``no_positive: miss``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,8 @@ def recall_within(distances: np.ndarray, ks: list[int], radius: float) -> np.nda
 class LocalizationMetric(DescriptorMetric):
     """recall@k within d metres (NetVLAD protocol) and median top-1 position error (m)."""
 
+    figure_name = "localization_top5.png"
+
     def __init__(self, ks: list[int] = (1, 5, 10), threshold_m: float = 25.0,
                  no_positive: str = "exclude", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -58,8 +59,6 @@ class LocalizationMetric(DescriptorMetric):
             self.add_state(f"{role}_pos", torch.zeros(0, 2, dtype=torch.float64), "cat")
         self.higher_is_better = {f"recall@{k}": True for k in self.ks}
         self.higher_is_better["median_error_m"] = False
-        self._details: dict[str, Any] = {}
-        self._top: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         is_query = batch["is_query"].bool().to(batch["position"].device)
@@ -93,10 +92,3 @@ class LocalizationMetric(DescriptorMetric):
                      np.zeros(top.shape, dtype=bool))
         return out
 
-    def details(self) -> dict[str, Any]:
-        return self._details
-
-    def figures(self, out_dir: Path) -> list[Path]:
-        if not self.figure_queries or self._top is None:
-            return []
-        return self.figure_rows(*self._top, out_dir, "localization_top5.png")

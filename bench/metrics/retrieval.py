@@ -320,8 +320,11 @@ class DescriptorMetric(Metric):
     Samples carry ``is_query`` (bool) and ``index`` (position among the queries or among
     the database images); descriptors are stored by that index so that any batching or
     sharding gives the same matrices. ``figure_queries`` > 0 also keeps small thumbnails
-    for the figure of queries and their top-5 results.
+    for the figure of queries and their top-5 results (subclasses set ``figure_name`` and,
+    in ``compute``, ``_top``; ``_details`` is what ``details()`` returns).
     """
+
+    figure_name = ""
 
     def __init__(self, metric: str = "ip", index: str = "flat", nlist: int = 100,
                  nprobe: int = 10, hnsw_m: int = 32, figure_queries: int = 0,
@@ -334,6 +337,8 @@ class DescriptorMetric(Metric):
         self.metric, self.index_kind = metric, index
         self.nlist, self.nprobe, self.hnsw_m = int(nlist), int(nprobe), int(hnsw_m)
         self.figure_queries, self.thumb = int(figure_queries), int(thumb)
+        self._details: dict[str, Any] = {}
+        self._top: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         for role in ("query", "db"):
             self.add_state(f"{role}_desc", torch.zeros(0, 0), "cat")
             self.add_state(f"{role}_index", torch.zeros(0, dtype=torch.int64), "cat")
@@ -410,6 +415,14 @@ class DescriptorMetric(Metric):
         return build_index(database, self.metric, self.index_kind, self.nlist, self.nprobe,
                            self.hnsw_m)
 
+    def details(self) -> dict[str, Any]:
+        return self._details
+
+    def figures(self, out_dir: Path) -> list[Path]:
+        if not (self.figure_queries and self.figure_name) or self._top is None:
+            return []
+        return self.figure_rows(*self._top, out_dir, self.figure_name)
+
     def figure_rows(self, ids: np.ndarray, correct: np.ndarray, junk: np.ndarray,
                     out_dir: Path, name: str) -> list[Path]:
         """PNG of the first queries (left) and their top-5: correct framed green, wrong red,
@@ -484,6 +497,8 @@ class _GroundTruthMetric(DescriptorMetric):
 class RetrievalMetric(_GroundTruthMetric):
     """recall@k and mAP of global-descriptor retrieval (positives: easy + hard, junk ignored)."""
 
+    figure_name = "retrieval_top5.png"
+
     def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", recall: str = "any",
                  depth: int = 1000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -496,9 +511,6 @@ class RetrievalMetric(_GroundTruthMetric):
             raise ValueError(f"recall must be 'any' or 'fraction', got {recall!r}")
         self.ap, self.recall, self.depth = ap, recall, int(depth)
         self.higher_is_better = {f"recall@{k}": True for k in self.ks} | {"mAP": True}
-        self._details: dict[str, Any] = {}
-        self._top: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
     def compute(self) -> dict[str, float]:
         if self.incomplete():
             return self.nan_outputs()
@@ -526,13 +538,6 @@ class RetrievalMetric(_GroundTruthMetric):
         out["mAP"] = m_ap
         return out
 
-    def details(self) -> dict[str, Any]:
-        return self._details
-
-    def figures(self, out_dir: Path) -> list[Path]:
-        if not self.figure_queries or self._top is None:
-            return []
-        return self.figure_rows(*self._top, out_dir, "retrieval_top5.png")
 
 
 @METRICS.register("revisitop")
@@ -553,7 +558,6 @@ class RevisitopMetric(_GroundTruthMetric):
             self.higher_is_better[f"mAP_{level}"] = True
             for k in self.ks:
                 self.higher_is_better[f"mP@{k}_{level}"] = True
-        self._details: dict[str, Any] = {}
 
     def compute(self) -> dict[str, float]:
         if self.incomplete():
@@ -578,9 +582,6 @@ class RevisitopMetric(_GroundTruthMetric):
                 "ap_per_query": [None if np.isnan(a) else round(float(a), 6) for a in aps],
             }
         return out
-
-    def details(self) -> dict[str, Any]:
-        return self._details
 
 
 def _membership(ids: np.ndarray, lists: list[np.ndarray]) -> np.ndarray:
