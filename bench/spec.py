@@ -5,6 +5,7 @@ Every problem in a spec is reported at once, each naming the file, the line and 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -99,8 +100,6 @@ def resolve_task_path(task: str | Path) -> Path:
     candidate = TASKS_DIR / f"{task}.yaml"
     if candidate.is_file():
         return candidate
-    import difflib
-
     names = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
     close = difflib.get_close_matches(str(task), names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "see `arbench list`"

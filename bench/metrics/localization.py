@@ -91,4 +91,3 @@ class LocalizationMetric(DescriptorMetric):
         self._top = (top, distances[:, : top.shape[1]] <= self.threshold,
                      np.zeros(top.shape, dtype=bool))
         return out
-

@@ -462,10 +462,21 @@ class DescriptorMetric(Metric):
 
 
 class _GroundTruthMetric(DescriptorMetric):
-    """A descriptor metric whose queries carry ``easy``/``hard``/``junk`` database lists."""
+    """A descriptor metric whose queries carry ``easy``/``hard``/``junk`` database lists.
 
-    def __init__(self, **kwargs: Any) -> None:
+    ``ks``: cut-offs (sorted); ``ap``: ``revisitop`` (its compute_map) or ``standard``
+    average precision; ``depth``: how many results are ranked per query for AP.
+    """
+
+    def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", depth: int = 1000,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.ks = sorted(int(k) for k in ks)
+        if not self.ks or self.ks[0] < 1:
+            raise ValueError(f"ks must be positive integers, got {ks}")
+        if ap not in ("revisitop", "standard"):
+            raise ValueError(f"ap must be 'revisitop' or 'standard', got {ap!r}")
+        self.ap, self.depth = ap, int(depth)
         self.add_state("gt", torch.zeros(0, 3, dtype=torch.int64), "cat")
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -501,16 +512,12 @@ class RetrievalMetric(_GroundTruthMetric):
 
     def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", recall: str = "any",
                  depth: int = 1000, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ks = sorted(int(k) for k in ks)
-        if not self.ks or self.ks[0] < 1:
-            raise ValueError(f"ks must be positive integers, got {ks}")
-        if ap not in ("revisitop", "standard"):
-            raise ValueError(f"ap must be 'revisitop' or 'standard', got {ap!r}")
+        super().__init__(ks=ks, ap=ap, depth=depth, **kwargs)
         if recall not in ("any", "fraction"):
             raise ValueError(f"recall must be 'any' or 'fraction', got {recall!r}")
-        self.ap, self.recall, self.depth = ap, recall, int(depth)
+        self.recall = recall
         self.higher_is_better = {f"recall@{k}": True for k in self.ks} | {"mAP": True}
+
     def compute(self) -> dict[str, float]:
         if self.incomplete():
             return self.nan_outputs()
@@ -539,20 +546,13 @@ class RetrievalMetric(_GroundTruthMetric):
         return out
 
 
-
 @METRICS.register("revisitop")
 class RevisitopMetric(_GroundTruthMetric):
     """Revisited Oxford/Paris: mAP and mP@k under the easy, medium and hard protocols."""
 
     def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", depth: int = 1000,
                  **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ks = [int(k) for k in ks]
-        if not self.ks or min(self.ks) < 1:
-            raise ValueError(f"ks must be positive integers, got {ks}")
-        if ap not in ("revisitop", "standard"):
-            raise ValueError(f"ap must be 'revisitop' or 'standard', got {ap!r}")
-        self.ap, self.depth = ap, int(depth)
+        super().__init__(ks=ks, ap=ap, depth=depth, **kwargs)
         self.higher_is_better = {}
         for level in LEVELS:
             self.higher_is_better[f"mAP_{level}"] = True
