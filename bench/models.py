@@ -79,13 +79,21 @@ class ModelInfo:
 
 
 def file_hash(*paths: Path) -> str:
-    """sha256 over the files' contents (16 hex digits); '' when there are none."""
+    """sha256 over the files' contents (16 hex digits); '' when there are none.
+
+    A folder counts as the relative names and contents of every file under it (a results
+    folder in a reference's per-file layout)."""
     digest = hashlib.sha256()
     found = False
     for path in paths:
         if path.is_file():
             digest.update(path.read_bytes())
             found = True
+        elif path.is_dir():
+            for member in sorted(p for p in path.rglob("*") if p.is_file()):
+                digest.update(str(member.relative_to(path)).encode())
+                digest.update(member.read_bytes())
+                found = True
     return digest.hexdigest()[:16] if found else ""
 
 
@@ -198,8 +206,10 @@ def load_model(
     """Resolve a model reference (or predictions file) into a Predictor on ``device``."""
     if predictions is not None:
         path = Path(predictions)
-        if not path.is_file():
-            raise ModelError(f"predictions file {path} does not exist")
+        if not path.exists():
+            raise ModelError(f"predictions {path} does not exist",
+                             "give a predictions file, or a results folder in a layout the "
+                             "task's family reads (docs/<family>.md)")
         predictor = family.load_predictions(path, dataset)
         return predictor, ModelInfo(name or path.stem, str(path), "predictions", file_hash(path))
     if not ref:
