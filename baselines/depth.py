@@ -2,7 +2,8 @@
 constant-median-depth floor. Weights: ``weights/NAME.TASK.pt``.
 
 Tasks without their own weights but listed in ``TRANSFER`` use another task's weights
-(``davis-depth`` runs the synthetic-depth models zero-shot, frame by frame).
+(``davis-depth`` and ``synthetic-davis-depth`` run the synthetic-depth models zero-shot,
+frame by frame).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from baselines import WEIGHTS_DIR
 from bench.errors import ModelError
 from bench.models import register_baseline
 
-TRANSFER = {"davis-depth": "synthetic-depth"}
+TRANSFER = {"davis-depth": "synthetic-depth", "synthetic-davis-depth": "synthetic-depth"}
 
 
 def weights_path(name: str, task: str) -> Path:

@@ -102,12 +102,10 @@ class ClassifierNet(nn.Module):
 
 def training_set(spec: Any) -> Any:
     """The task's train split with every rendered view (r2n2) or every image (pix3d)."""
-    from bench.adapters.base import ensure_embedded, resolve_root
     from bench.registry import ADAPTERS
+    from bench.runner import dataset_root
 
-    root = resolve_root(spec.dataset.root, spec.task)
-    if spec.dataset.embedded:
-        ensure_embedded(spec.dataset.embedded, root)
+    root = dataset_root(spec)
     params = dict(spec.dataset.params)
     if spec.dataset.adapter == "r2n2":
         params["views"] = "all"

@@ -182,10 +182,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _smoke(spec) -> int:
     """One sample through the adapter, a baseline (when any) and the metrics."""
-    from bench.adapters.base import resolve_root
-    from bench.runner import evaluate
+    from bench.runner import dataset_root, evaluate
 
-    root = resolve_root(spec.dataset.root, spec.task)
+    root = dataset_root(spec, build=False)
     if not spec.dataset.embedded and not root.exists():
         print(f"smoke run skipped: no data at {root}")
         return 0
@@ -276,7 +275,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     for name in args.names or EMBEDDED.names():
         start = time.perf_counter()
-        root = ensure_embedded(name, data_root() / name)
+        root = ensure_embedded(name)
         print(f"{name}: {root} ({time.perf_counter() - start:.1f}s)")
     return 0
 

@@ -210,7 +210,11 @@ def load_model(
             raise ModelError(f"predictions {path} does not exist",
                              "give a predictions file, or a results folder in a layout the "
                              "task's family reads (docs/<family>.md)")
-        predictor = family.load_predictions(path, dataset)
+        try:
+            predictor = family.load_predictions(path, dataset)
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"predictions {path} cannot be read as the {spec.family} family's "
+                             f"format: {exc}", f"see docs/{spec.family}.md") from exc
         return predictor, ModelInfo(name or path.stem, str(path), "predictions", file_hash(path))
     if not ref:
         raise ModelError("no model given", "pass --model REF or --predictions FILE")

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bench.adapters.base import BenchDataset, ensure_embedded, resolve_root
+from bench.adapters.base import BenchDataset, embedded_root, ensure_embedded, resolve_root
 from bench.errors import BenchError, DataError
 from bench.families.base import Family, move_batch
 from bench.metrics.base import Metric
@@ -56,11 +56,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def dataset_root(spec: TaskSpec, build: bool = True) -> Path:
+    """Where the spec's data lives: an embedded set's own folder under the data root (built
+    there first when ``build`` and it is missing), else ``dataset.root`` (default: the task
+    name) under the data root. A real data root is only ever read."""
+    if spec.dataset.embedded:
+        if build:
+            return ensure_embedded(spec.dataset.embedded)
+        return embedded_root(spec.dataset.embedded)
+    return resolve_root(spec.dataset.root, spec.task)
+
+
 def build_dataset(spec: TaskSpec, split: str | None = None) -> BenchDataset:
     """The spec's adapter over its data root (building the embedded set when missing)."""
-    root = resolve_root(spec.dataset.root, spec.task)
-    if spec.dataset.embedded:
-        ensure_embedded(spec.dataset.embedded, root)
+    root = dataset_root(spec)
     adapter = ADAPTERS.get(spec.dataset.adapter)
     try:
         dataset = adapter(root, split or spec.dataset.split, **spec.dataset.params)

@@ -32,7 +32,8 @@ class DatasetSpec(_Strict):
     )
     split: str = "test"
     embedded: str | None = Field(
-        None, description="name of the embedded data set built offline into root when missing"
+        None, description="name of the embedded data set the task scores; it lives in its own "
+        "folder under the data root (built offline when missing) and root must be unset"
     )
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -73,6 +74,7 @@ class TaskSpec(_Strict):
             "version": self.version,
             "family": self.family,
             "adapter": self.dataset.adapter,
+            "data": self.dataset.embedded or "real",
             "split": self.dataset.split,
             "dataset_params": self.dataset.params,
             "protocol": self.protocol,
@@ -213,9 +215,35 @@ def _load_and_check(path: Path, overrides: list[str]) -> tuple[TaskSpec | None, 
         return None, errors
     errors = [
         f"{path}:{_line_for(lines, loc)}: {'.'.join(map(str, loc))}: {message}"
-        for loc, message in check_names(spec)
+        for loc, message in [*check_data_root(spec), *check_names(spec)]
     ]
     return (None if errors else spec), errors
+
+
+def check_data_root(spec: TaskSpec) -> list[tuple[tuple, str]]:
+    """An embedded task scores its own embedded set only: a ``dataset.root`` beside
+    ``dataset.embedded`` is refused, pointing at the real-data tasks of the same adapter."""
+    if spec.dataset.embedded is None or spec.dataset.root is None:
+        return []
+    real = sorted(
+        path.stem for path in TASKS_DIR.glob("*.yaml")
+        if (data := _plain_yaml(path)) and isinstance(data.get("dataset"), dict)
+        and data["dataset"].get("adapter") == spec.dataset.adapter
+        and not data["dataset"].get("embedded")
+    )
+    own = (f"use task {' or '.join(real)} with --set dataset.root=DIR" if real
+           else "copy the spec and drop its dataset.embedded")
+    return [(("dataset", "root"),
+             f"task {spec.task!r} scores arbench's embedded set {spec.dataset.embedded!r} (its "
+             f"own folder under the data root) and reads no other folder; to score your own "
+             f"data, {own}")]
+
+
+def _plain_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
 
 
 def check_names(spec: TaskSpec) -> list[tuple[tuple, str]]:

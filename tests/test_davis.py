@@ -153,17 +153,17 @@ def zip_masks(path: Path, sequences: dict[str, np.ndarray]) -> None:
 
 
 def test_davis_vos_end_to_end(run_dirs: dict[str, Path], tmp_path: Path) -> None:
-    floor = evaluate("davis-vos", "first-frame", limit=2, progress=False, **run_dirs)
+    floor = evaluate("synthetic-davis-vos", "first-frame", limit=2, progress=False, **run_dirs)
     assert 0 <= floor.metrics["J&F-Mean"] < 1
     assert floor.metrics["J&F-Mean"] == pytest.approx(
         (floor.metrics["J-Mean"] + floor.metrics["F-Mean"]) / 2)
     names = {Path(f).name for f in floor.figures}
     assert {"global_results.csv", "per-sequence_results.csv"} <= names
-    dataset = build_dataset(load_spec("davis-vos"))
+    dataset = build_dataset(load_spec("synthetic-davis-vos"))
     sample = dataset[0]
     truth = {sample["id"]: sample["annotations"].numpy()}
     zip_masks(tmp_path / "perfect.zip", truth)
-    perfect = evaluate("davis-vos", predictions=str(tmp_path / "perfect.zip"), limit=1,
+    perfect = evaluate("synthetic-davis-vos", predictions=str(tmp_path / "perfect.zip"), limit=1,
                        progress=False, **run_dirs)
     assert perfect.metrics["J&F-Mean"] == 1.0 and perfect.metrics["J-Decay"] == 0.0
     first = next(iter(truth))
@@ -171,12 +171,13 @@ def test_davis_vos_end_to_end(run_dirs: dict[str, Path], tmp_path: Path) -> None
     bad[first][0, 0, 0] = 9
     zip_masks(tmp_path / "bad.zip", bad)
     with pytest.raises(ContractError, match="outside 0.."):
-        evaluate("davis-vos", predictions=str(tmp_path / "bad.zip"), limit=1, progress=False,
-                 **run_dirs)
+        evaluate("synthetic-davis-vos", predictions=str(tmp_path / "bad.zip"), limit=1,
+                 progress=False, **run_dirs)
 
 
 def test_davis_depth_end_to_end(run_dirs: dict[str, Path]) -> None:
-    result = evaluate("davis-depth", "constant-median", limit=12, progress=False, **run_dirs)
+    result = evaluate("synthetic-davis-depth", "constant-median", limit=12, progress=False,
+                      **run_dirs)
     assert result.metrics["temporal_change"] == 0.0  # a constant is perfectly steady
     assert result.metrics["temporal_change_gt"] > 0  # the true depth changes as things move
     assert result.metrics["abs_rel"] > 0

@@ -16,7 +16,6 @@ family: classification
 description: a test task
 dataset:
   adapter: mnist
-  root: digits
   embedded: digits
 metrics:
   - name: accuracy
@@ -40,7 +39,8 @@ def test_every_shipped_task_is_valid(name: str) -> None:
 
 def test_good_spec_and_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
-    spec = load_spec(path, ["dataset.root=/data/mnist", "protocol.batch_size=8",
+    spec = load_spec(path, ["dataset.embedded=null", "dataset.root=/data/mnist",
+                            "protocol.batch_size=8",
                             "dataset.params.class_names=[a, b]"])
     assert spec.dataset.root == "/data/mnist"
     assert spec.protocol["batch_size"] == 8
@@ -52,13 +52,17 @@ def test_good_spec_and_overrides(tmp_path: Path) -> None:
 def test_protocol_hash_ignores_data_location_but_not_protocol(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     base = load_spec(path).protocol_hash()
-    assert load_spec(path, ["dataset.root=/elsewhere"]).protocol_hash() == base
+    assert load_spec(path, ["dataset.root=/elsewhere", "dataset.embedded=null"]).protocol_hash() \
+        != base  # another data set
+    real = load_spec(path, ["dataset.embedded=null"]).protocol_hash()
+    assert load_spec(path, ["dataset.embedded=null", "dataset.root=/elsewhere"]).protocol_hash() \
+        == real
     assert load_spec(path, ["protocol.crop=eigen"]).protocol_hash() != base
 
 
 def test_every_error_is_reported_with_line_and_key(tmp_path: Path) -> None:
     text = GOOD.replace("version: 1", "version: one").replace(
-        "  root: digits", "  root: digits\n  colour: red").replace(
+        "  embedded: digits", "  embedded: digits\n  colour: red").replace(
         "adapter: mnist", "adapter: mnsit").replace("- name: accuracy", "- name: acuracy")
     path = write(tmp_path, text)
     errors = validate_spec_file(path)
@@ -70,7 +74,7 @@ def test_every_error_is_reported_with_line_and_key(tmp_path: Path) -> None:
     assert len(errors) == 2
     assert errors[0].startswith(f"{path}:6: dataset.adapter: unknown adapter 'mnsit'; "
                                 "did you mean 'mnist'?")
-    assert errors[1].startswith(f"{path}:10: metrics.0.name: unknown metric 'acuracy'; "
+    assert errors[1].startswith(f"{path}:9: metrics.0.name: unknown metric 'acuracy'; "
                                 "did you mean 'accuracy'")
 
 
@@ -85,7 +89,7 @@ def test_missing_required_fields(tmp_path: Path) -> None:
 def test_primary_metric_must_be_an_output(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("primary_metric: accuracy", "primary_metric: top5"))
     (error,) = validate_spec_file(path)
-    assert error == f"{path}:11: primary_metric: 'top5' is not a metric output (outputs: accuracy)"
+    assert error == f"{path}:10: primary_metric: 'top5' is not a metric output (outputs: accuracy)"
 
 
 def test_bad_metric_params(tmp_path: Path) -> None:
@@ -93,7 +97,7 @@ def test_bad_metric_params(tmp_path: Path) -> None:
                                         "- name: accuracy\n  - name: topk_accuracy\n"
                                         "    params: {k: 0}"))
     (error,) = validate_spec_file(path)
-    assert ":12: metrics.1.params: bad parameters: k must be >= 1" in error
+    assert ":11: metrics.1.params: bad parameters: k must be >= 1" in error
 
 
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:

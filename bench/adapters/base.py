@@ -74,38 +74,114 @@ def require_files(paths: list[Path], what: str, how: str) -> None:
             raise DataError(f"{what}: missing {path}", how)
 
 
-def ensure_embedded(name: str, root: Path) -> Path:
-    """Build the embedded data set ``name`` into ``root`` unless a complete copy is there.
+BUILD_MARK = ".arbench-build"
 
-    The build goes to a temporary sibling directory renamed into place when finished, under
-    a file lock, so concurrent runs never see a half-built set.
+
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    """The MANIFEST.json of ``root`` as a dict, or None when absent or unreadable."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _build_is_complete(root: Path, manifest: dict[str, Any], version: str) -> bool:
+    """Every file the manifest lists is there with its recorded size, from this builder."""
+    sizes = manifest.get("sizes")
+    if manifest.get("builder_version") != version or not isinstance(sizes, dict):
+        return False
+    for name, size in sizes.items():
+        try:
+            if (root / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _builder_version(builder: Any) -> str:
+    """The version an embedded builder declares (``builder.version``, default "1")."""
+    return str(getattr(builder, "version", "1"))
+
+
+def embedded_root(name: str) -> Path:
+    """Where the embedded set ``name`` lives: its own folder under the data root."""
+    return data_root() / name
+
+
+def ensure_embedded(name: str, root: Path | None = None) -> Path:
+    """Build the embedded data set ``name`` into ``root`` (default: ``embedded_root(name)``)
+    unless a complete build of it is there; return the root.
+
+    ``root`` is arbench's own: it is built only where it is absent or holds an arbench build
+    of ``name`` (its MANIFEST.json names it). A partial or stale build of its own (a listed
+    file missing or of another size, another builder version) is rebuilt; any other folder is
+    left untouched and a DataError says what was found. The build goes to a marked temporary
+    sibling renamed into place when finished, under a file lock, so neither a concurrent run
+    nor a run after a killed build ever sees a half-built set.
     """
     from bench.registry import EMBEDDED
 
-    if (root / MANIFEST).is_file():
-        return root
+    root = embedded_root(name) if root is None else root
     builder = EMBEDDED.get(name)
+    version = _builder_version(builder)
+    manifest = _read_manifest(root)
+    if manifest is not None and manifest.get("name") == name and _build_is_complete(
+            root, manifest, version):
+        return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
-        if (root / MANIFEST).is_file():
-            return root
+        manifest = _read_manifest(root)
+        if root.exists():
+            if manifest is None or manifest.get("name") != name:
+                found = "no MANIFEST.json" if manifest is None else (
+                    f"a MANIFEST.json naming {manifest.get('name')!r}")
+                raise DataError(
+                    f"{root} exists and is not arbench's build of the embedded set {name!r} "
+                    f"({found}); arbench builds only into its own folders and leaves this one "
+                    "untouched",
+                    "move that folder elsewhere, or point $ARBENCH_DATA at another data root")
+            if _build_is_complete(root, manifest, version):
+                return root
+        _remove_dead_builds(root)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+        (tmp / BUILD_MARK).write_text(name)
         try:
             builder(tmp)
-            files = sorted(p for p in tmp.rglob("*") if p.is_file())
-            manifest = {
-                "name": name,
-                "fingerprint": fingerprint_files(files, tmp),
-                "files": {
-                    str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest()
-                    for p in files
-                },
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            _write_manifest(tmp, name, version)
             if root.exists():
-                shutil.rmtree(root)
-            tmp.rename(root)
+                old = tmp.with_name(tmp.name + "-old")
+                root.rename(old)
+                (old / BUILD_MARK).write_text(name)
+                tmp.rename(root)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(root)
+            (root / BUILD_MARK).unlink()
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
     return root
+
+
+def _write_manifest(folder: Path, name: str, version: str) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != BUILD_MARK)
+    manifest = {
+        "name": name,
+        "builder": "arbench",
+        "builder_version": version,
+        "fingerprint": fingerprint_files(files, folder),
+        "files": {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                  for p in files},
+        "sizes": {str(p.relative_to(folder)): p.stat().st_size for p in files},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def _remove_dead_builds(root: Path) -> None:
+    """Remove temporary build folders of ``root`` left by killed builds (only those that
+    carry arbench's build mark; called under the build lock)."""
+    for leftover in root.parent.glob(f".{root.name}-*"):
+        if leftover.is_dir() and (leftover / BUILD_MARK).is_file():
+            shutil.rmtree(leftover)

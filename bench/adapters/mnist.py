@@ -116,7 +116,11 @@ def download_mnist(root: Path) -> list[Path]:
     written = []
     for name, md5 in MNIST_MD5.items():
         target = root / name
-        if target.is_file() and hashlib.md5(target.read_bytes()).hexdigest() == md5:
+        if target.is_file():
+            if hashlib.md5(target.read_bytes()).hexdigest() != md5:
+                raise DataError(f"{target} exists and is not the MNIST file {name} (checksum "
+                                "differs); arbench does not overwrite it",
+                                "move it away, or download into another --root")
             written.append(target)
             continue
         partial = target.with_suffix(".part")
