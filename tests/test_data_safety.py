@@ -144,6 +144,7 @@ def test_a_killed_build_leaves_nothing_a_later_run_would_use(tmp_path: Path) -> 
             import os, signal
             from pathlib import Path
             from bench.adapters.base import ensure_embedded
+            from bench.registry import EMBEDDED
 
             @EMBEDDED.register("killed-build")
             def build(root: Path) -> None:
