@@ -169,9 +169,13 @@ def test_sample_ids_map_to_files_per_view_or_per_model(tmp_path: Path):
     vertices, faces = np.eye(3), np.array([[0, 1, 2]])
     write_off(tmp_path / "meshes" / "s1" / "m1.off", vertices, faces)  # OccNet: per model
     write_off(tmp_path / "meshes" / "s1" / "m2" / "03.off", vertices, faces)  # per view
-    folder = FolderPredictions(tmp_path, ["s1/m1/00", "s1/m2/03", "s1/m2/05"])
+    folder = FolderPredictions(tmp_path, ["s1/m1/00", "s1/m2/03", "s1/m2/05", "s1/m3/00"])
     assert folder.read("s1/m1/00")["faces"].tolist() == [[0, 1, 2]]
     assert folder.read("s1/m2/03")["faces"].tolist() == [[0, 1, 2]]
+    with pytest.raises(ModelError, match=r"missing .*meshes/s1/m3/00\.off or .*meshes/s1/m3\.off "
+                                         r"\(or \.obj, \.ply\) and .*pointcloud/s1/m3/00\.ply or "
+                                         r".*pointcloud/s1/m3\.ply \(or \.npz\)"):
+        folder.read("s1/m3/00")
     # two views of one model: a per-model file would serve both, so it serves neither
     ambiguous = FolderPredictions(tmp_path, ["s1/m1/00", "s1/m1/01"])
     with pytest.raises(ModelError, match=r"no prediction for sample 's1/m1/00': missing "

@@ -39,6 +39,7 @@ import io
 import re
 import tempfile
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +251,8 @@ class FolderPredictions:
                 if file.suffix.lower() in suffixes and file.is_file():
                     stem = file.relative_to(folder).with_suffix("").as_posix()
                     self.files.setdefault(stem, []).append((kind, file))
-        self.single_parents = _unique([i.rpartition("/")[0] for i in sample_ids])
+        parents = Counter(sample_id.rpartition("/")[0] for sample_id in sample_ids)
+        self.single_parents = {parent for parent, n in parents.items() if parent and n == 1}
 
     def files_of(self, sample_id: str) -> list[tuple[str, Path]]:
         """(kind, file) pairs of one sample: named by its id, else by its id's parent."""
@@ -269,10 +271,14 @@ class FolderPredictions:
         return found
 
     def _expected(self, sample_id: str) -> str:
+        """The paths looked for, for a missing-file message."""
         if not self.occnet:
             return f"{self.root / sample_id}.npz (or .off, .obj, .ply)"
-        return (f"{self.root / 'meshes' / sample_id}.off (or .obj, .ply) and "
-                f"{self.root / 'pointcloud' / sample_id}.ply (or .npz)")
+        parent = sample_id.rpartition("/")[0]
+        stems = [sample_id] + ([parent] if parent in self.single_parents else [])
+        meshes = " or ".join(f"{self.root / 'meshes' / stem}.off" for stem in stems)
+        clouds = " or ".join(f"{self.root / 'pointcloud' / stem}.ply" for stem in stems)
+        return f"{meshes} (or .obj, .ply) and {clouds} (or .npz)"
 
     def read(self, sample_id: str) -> dict[str, Any]:
         """The prediction dict of one sample (mesh and point cloud merged when both exist)."""
@@ -296,14 +302,6 @@ class FolderPredictions:
 
 def _has_kind_folders(root: Path) -> bool:
     return (root / "meshes").is_dir() or (root / "pointcloud").is_dir()
-
-
-def _unique(values: list[str]) -> set[str]:
-    """The non-empty values that occur exactly once."""
-    seen: dict[str, int] = {}
-    for value in values:
-        seen[value] = seen.get(value, 0) + 1
-    return {value for value, count in seen.items() if value and count == 1}
 
 
 def read_prediction_file(path: Path, where: str) -> dict[str, Any]:
