@@ -10,7 +10,9 @@ set's normalised frame (the object centred in the unit cube [-0.5, 0.5]^3): ``ve
 Prediction, per sample, one of (the predictor declares which by what it returns):
 
 - a mesh: ``{"vertices": [V,3], "faces": [F,3]}``;
-- a point cloud: ``{"points": [N,3]}`` (or a tensor [B,N,3] for the whole batch);
+- a point cloud: ``{"points": [N,3]}``, optionally with ``"normals": [N,3]`` (scaled to
+  unit length; they give the point cloud its normal consistency), or a tensor [B,N,3] for
+  the whole batch;
 - an occupancy grid: ``{"occupancy": [R,R,R], "bounds": [2,3]}`` with probabilities in
   [0,1] (or a tensor [B,R,R,R]: bounds default to the sample's ``voxel_bounds``).
 
@@ -19,27 +21,39 @@ with a leading B, or lists of B tensors). Grids become meshes by marching cubes.
 
 Predictions file (``--predictions FILE.zip``): a zip archive with one member per sample
 named by sample id plus an extension: ``<id>.npz`` holding ``vertices`` + ``faces``, or
-``points``, or ``occupancy`` (+ ``bounds``); or ``<id>.obj`` / ``<id>.ply`` (a mesh, or a
-point cloud when a PLY has no faces).
+``points`` (+ ``normals``), or ``occupancy`` (+ ``bounds``); or ``<id>.off`` / ``<id>.obj`` /
+``<id>.ply`` (a mesh, or a point cloud when a PLY has no faces).
+
+Predictions folder (``--predictions DIR``), Occupancy Networks' ``generate.py`` output as it
+is: ``DIR/meshes/<path>.off|.obj|.ply`` and/or ``DIR/pointcloud/<path>.ply|.npz`` (points
+with optional normals); ``DIR`` may also be OccNet's ``out_dir`` holding ``generation/``.
+``<path>`` is the sample id, or the id's parent (``<synset>/<model>`` of an R2N2 id
+``<synset>/<model>/<view>``, OccNet's one file per model) when the run has no other sample
+under that parent. A folder without ``meshes/`` or ``pointcloud/`` is read like the zip,
+unpacked. When a sample has both a mesh and a point cloud, the mesh is evaluated.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.errors import ContractError, ModelError
+from bench.errors import BenchError, ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor
 from bench.metrics.shape import ShapePrediction, check_mesh
 from bench.registry import FAMILIES
 
-PREDICTION_SUFFIXES = (".npz", ".obj", ".ply")
+PREDICTION_SUFFIXES = (".npz", ".obj", ".off", ".ply")
+MESH_SUFFIXES = (".off", ".obj", ".ply")
+POINT_CLOUD_SUFFIXES = (".ply", ".npz")
 
 
 def _array(name: str, value: Any, sample: str) -> np.ndarray:
@@ -75,7 +89,10 @@ def to_shape_prediction(pred: dict[str, Any], default_bounds: np.ndarray,
         if not np.isfinite(points).all():
             raise ContractError(f"{sample}: {int((~np.isfinite(points)).any(1).sum())} "
                                 "predicted points are NaN or infinite")
-        return ShapePrediction("points", points=points)
+        normals = pred.get("normals")
+        if normals is not None:
+            normals = _unit_normals(_array("normals", normals, sample), points.shape, sample)
+        return ShapePrediction("points", points=points, normals=normals)
     if "occupancy" in pred:
         grid = _array("occupancy", pred["occupancy"], sample).astype(np.float32)
         if grid.ndim != 3 or len(set(grid.shape)) != 1:
@@ -95,6 +112,20 @@ def to_shape_prediction(pred: dict[str, Any], default_bounds: np.ndarray,
         return ShapePrediction("grid", grid=grid, bounds=bounds)
     raise ContractError(f"{sample}: a shape prediction needs 'vertices'+'faces', 'points' or "
                         f"'occupancy'; got keys {sorted(pred)}")
+
+
+def _unit_normals(normals: np.ndarray, shape: tuple[int, ...], sample: str) -> np.ndarray:
+    """Normals [N,3] matching the points' ``shape``, scaled to unit length (ContractError)."""
+    normals = normals.astype(np.float64)
+    normals = normals.reshape(-1, 3) if normals.size == 0 else normals
+    if normals.shape != shape:
+        raise ContractError(f"{sample}: normals must be [N,3] like the points "
+                            f"{list(shape)}, got {list(normals.shape)}")
+    length = np.linalg.norm(normals, axis=1)
+    bad = ~(np.isfinite(length) & (length > 0))
+    if bad.any():
+        raise ContractError(f"{sample}: {int(bad.sum())} normals are zero, NaN or infinite")
+    return normals / length[:, None]
 
 
 def _split_batched(pred: dict[str, Any], size: int) -> list[dict[str, Any]]:
@@ -150,10 +181,14 @@ class ShapeFamily(Family):
         return out
 
     def load_predictions(self, path: Path, dataset: Any) -> Predictor:
-        """Serve per-sample predictions from a zip of ``<id>.npz|.obj|.ply`` members."""
+        """Serve per-sample predictions from a zip (see the module docstring) or a folder
+        in Occupancy Networks' generation layout; both are only read."""
+        if path.is_dir():
+            ids = dataset.sample_ids() if hasattr(dataset, "sample_ids") else []
+            return FolderPredictions(path, ids)
         if not zipfile.is_zipfile(path):
             raise ContractError(f"{path}: shape predictions must be a zip archive of "
-                                "<sample id>.npz/.obj/.ply files")
+                                "<sample id>.npz/.off/.obj/.ply files, or a folder")
         return ZipPredictions(path)
 
 
@@ -173,43 +208,164 @@ class ZipPredictions:
         """The prediction dict of one sample."""
         if sample_id not in self.members:
             raise ModelError(f"{self.path} has no prediction for sample {sample_id!r} "
-                             f"(expected a member {sample_id}.npz, .obj or .ply)")
+                             f"(expected a member {sample_id}.npz, .off, .obj or .ply)")
         name = self.members[sample_id]
         with zipfile.ZipFile(self.path) as archive:
             data = archive.read(name)
+        where = f"{self.path}:{name}"
         suffix = name.rsplit(".", 1)[1].lower()
         if suffix == "npz":
+            return read_npz(io.BytesIO(data), where)
+        if suffix == "obj":
+            return read_obj_text(data.decode("utf-8", errors="replace"), where)
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / f"prediction.{suffix}"
+            file.write_bytes(data)
             try:
-                with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-                    return {key: arrays[key] for key in arrays.files}
-            except (ValueError, OSError) as exc:
-                raise ContractError(f"{self.path}:{name}: not a readable .npz ({exc})") from exc
-        return read_mesh_bytes(data, suffix, f"{self.path}:{name}")
+                return read_prediction_file(file, where)
+            except BenchError as exc:
+                raise type(exc)(exc.message.replace(str(file), where), exc.hint) from exc
 
     def __call__(self, batch: Batch) -> list[dict[str, Any]]:
         return [self.read(str(sample_id)) for sample_id in batch["id"]]
 
 
-def read_mesh_bytes(data: bytes, suffix: str, where: str) -> dict[str, Any]:
-    """A prediction dict from OBJ or PLY bytes (a PLY without faces is a point cloud)."""
-    if suffix == "obj":
-        from bench.adapters.r2n2 import parse_obj
+class FolderPredictions:
+    """Reads Occupancy Networks' generation folder (or an unpacked zip), one sample at a time.
 
-        vertices, faces = parse_obj(data.decode("utf-8", errors="replace"), where)
+    Only file names are indexed up front; each sample's files are read when its batch
+    comes. Nothing in the folder is written.
+    """
+
+    def __init__(self, root: Path, sample_ids: list[str]) -> None:
+        if not _has_kind_folders(root) and _has_kind_folders(root / "generation"):
+            root = root / "generation"
+        self.root = root
+        self.occnet = _has_kind_folders(root)
+        self.files: dict[str, list[tuple[str, Path]]] = {}
+        kinds = (("mesh", root / "meshes", MESH_SUFFIXES),
+                 ("pointcloud", root / "pointcloud", POINT_CLOUD_SUFFIXES)) if self.occnet \
+            else (("any", root, PREDICTION_SUFFIXES),)
+        for kind, folder, suffixes in kinds:
+            for file in sorted(folder.rglob("*")):
+                if file.suffix.lower() in suffixes and file.is_file():
+                    stem = file.relative_to(folder).with_suffix("").as_posix()
+                    self.files.setdefault(stem, []).append((kind, file))
+        parents = Counter(sample_id.rpartition("/")[0] for sample_id in sample_ids)
+        self.single_parents = {parent for parent, n in parents.items() if parent and n == 1}
+
+    def files_of(self, sample_id: str) -> list[tuple[str, Path]]:
+        """(kind, file) pairs of one sample: named by its id, else by its id's parent."""
+        parent = sample_id.rpartition("/")[0]
+        found = self.files.get(sample_id)
+        if not found and parent in self.single_parents:
+            found = self.files.get(parent)
+        if not found:
+            raise ModelError(f"{self.root} has no prediction for sample {sample_id!r}: "
+                             f"missing {self._expected(sample_id)}")
+        for kind in ("mesh", "pointcloud", "any"):
+            same = [file for k, file in found if k == kind]
+            if len(same) > 1:
+                raise ContractError(f"{same[0]} and {same[1].name}: two predictions of one "
+                                    f"sample {sample_id!r}; keep one")
+        return found
+
+    def _expected(self, sample_id: str) -> str:
+        """The paths looked for, for a missing-file message."""
+        if not self.occnet:
+            return f"{self.root / sample_id}.npz (or .off, .obj, .ply)"
+        parent = sample_id.rpartition("/")[0]
+        stems = [sample_id] + ([parent] if parent in self.single_parents else [])
+        meshes = " or ".join(f"{self.root / 'meshes' / stem}.off" for stem in stems)
+        clouds = " or ".join(f"{self.root / 'pointcloud' / stem}.ply" for stem in stems)
+        return f"{meshes} (or .obj, .ply) and {clouds} (or .npz)"
+
+    def read(self, sample_id: str) -> dict[str, Any]:
+        """The prediction dict of one sample (mesh and point cloud merged when both exist)."""
+        pred: dict[str, Any] = {}
+        for kind, file in self.files_of(sample_id):
+            values = read_prediction_file(file, str(file))
+            if kind == "mesh" and "vertices" not in values:
+                if len(values.get("points", ())):
+                    raise ContractError(f"{file}: a point cloud (no faces) in meshes/; point "
+                                        "clouds go in pointcloud/")
+                values = {"vertices": np.zeros((0, 3)), "faces": np.zeros((0, 3), np.int64)}
+            if kind == "pointcloud" and "points" not in values:
+                raise ContractError(f"{file}: a point cloud needs 'points' [N,3] (+ 'normals'); "
+                                    f"found {sorted(values)}")
+            pred.update(values)
+        return pred
+
+    def __call__(self, batch: Batch) -> list[dict[str, Any]]:
+        return [self.read(str(sample_id)) for sample_id in batch["id"]]
+
+
+def _has_kind_folders(root: Path) -> bool:
+    return (root / "meshes").is_dir() or (root / "pointcloud").is_dir()
+
+
+def read_prediction_file(path: Path, where: str) -> dict[str, Any]:
+    """A prediction dict from one ``.npz``, ``.off``, ``.obj`` or ``.ply`` file.
+
+    Meshes give ``vertices`` + ``faces``; a PLY without faces gives ``points`` (+ ``normals``
+    when it has ``nx ny nz``); an npz gives its arrays. Malformed files raise a BenchError
+    naming ``where``.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return read_npz(path, where)
+    if suffix == ".obj":
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ContractError(f"{where}: cannot read ({exc})") from exc
+        return read_obj_text(text, where)
+    if suffix == ".off":
+        from bench.adapters.modelnet import read_off
+
+        vertices, faces = read_off(path)
         return {"vertices": vertices, "faces": faces}
+    if suffix == ".ply":
+        return read_ply(path, where)
+    raise ContractError(f"{where}: unsupported prediction file (use .npz, .off, .obj, .ply)")
+
+
+def read_npz(source: Path | io.BytesIO, where: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (no pickles)."""
+    try:
+        with np.load(source, allow_pickle=False) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ContractError(f"{where}: not a readable .npz ({exc})") from exc
+
+
+def read_obj_text(text: str, where: str) -> dict[str, np.ndarray]:
+    """``vertices`` + ``faces`` of Wavefront OBJ text."""
+    from bench.adapters.r2n2 import parse_obj
+
+    vertices, faces = parse_obj(text, where)
+    return {"vertices": vertices, "faces": faces}
+
+
+def read_ply(path: Path, where: str) -> dict[str, np.ndarray]:
+    """A PLY mesh (``vertices`` + ``faces``) or, without faces, a point cloud (``points``
+    and ``normals`` when present), read with Open3D."""
     import open3d as o3d
 
-    with tempfile.TemporaryDirectory() as tmp:
-        file = Path(tmp) / "prediction.ply"
-        file.write_bytes(data)
-        mesh = o3d.io.read_triangle_mesh(str(file))
-        if len(mesh.triangles):
-            return {"vertices": np.asarray(mesh.vertices),
-                    "faces": np.asarray(mesh.triangles).astype(np.int64)}
-        cloud = o3d.io.read_point_cloud(str(file))
-    if len(cloud.points) == 0 and len(mesh.vertices) == 0 and b"element vertex 0" not in data:
-        raise ContractError(f"{where}: cannot read a mesh or point cloud from this PLY")
-    return {"points": np.asarray(cloud.points)}
+    mesh = o3d.io.read_triangle_mesh(str(path))
+    if len(mesh.triangles):
+        return {"vertices": np.asarray(mesh.vertices),
+                "faces": np.asarray(mesh.triangles).astype(np.int64)}
+    cloud = o3d.io.read_point_cloud(str(path))
+    if len(cloud.points) == 0 and len(mesh.vertices) == 0:
+        with open(path, "rb") as handle:
+            header = handle.read(4096)
+        if not re.search(rb"element vertex 0\s", header):
+            raise ContractError(f"{where}: cannot read a mesh or point cloud from this PLY")
+    out = {"points": np.asarray(cloud.points)}
+    if cloud.has_normals():
+        out["normals"] = np.asarray(cloud.normals)
+    return out
 
 
 def render_panel(rows: list[dict[str, Any]], path: Path, level: float = 0.5) -> None:

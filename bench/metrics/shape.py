@@ -46,10 +46,11 @@ CHUNK = 4096
 class ShapePrediction:
     """One sample's prediction: a mesh, a point cloud, or an occupancy grid with bounds.
 
-    ``kind`` is ``mesh`` (``vertices`` [V,3], ``faces`` [F,3]), ``points`` (``points`` [N,3])
-    or ``grid`` (``grid`` [R,R,R] occupancy probabilities in [0,1], ``bounds`` [2,3]: the
-    min and max corners of the box the grid covers; cell (i,j,k) is centred at
-    ``lo + (ijk + 0.5) * (hi - lo) / R``, as binvox voxels are). Arrays are float64 numpy.
+    ``kind`` is ``mesh`` (``vertices`` [V,3], ``faces`` [F,3]), ``points`` (``points`` [N,3],
+    optionally unit ``normals`` [N,3]) or ``grid`` (``grid`` [R,R,R] occupancy probabilities
+    in [0,1], ``bounds`` [2,3]: the min and max corners of the box the grid covers; cell
+    (i,j,k) is centred at ``lo + (ijk + 0.5) * (hi - lo) / R``, as binvox voxels are).
+    Arrays are float64 numpy.
     """
 
     kind: str
@@ -58,6 +59,7 @@ class ShapePrediction:
     points: np.ndarray | None = None
     grid: np.ndarray | None = None
     bounds: np.ndarray | None = None
+    normals: np.ndarray | None = None
 
     def mesh(self, level: float = 0.5) -> tuple[np.ndarray, np.ndarray] | None:
         """(vertices, faces) of a mesh or grid prediction (grids via marching cubes)."""
@@ -391,9 +393,10 @@ class ShapeSurface(_ShapeMetric):
     (default 1%); IoU on ``iou_points`` points uniform in the cube padded by ``iou_padding``
     (OccNet: 0.1), inside tested with Open3D's ``compute_occupancy``; a ground truth that is
     not watertight gets IoU NaN (counted in ``non_watertight_gt``) while the point metrics
-    are still computed; point-cloud predictions have no normals or inside, so their normal
-    consistency and IoU are NaN (left out of the means). Grids become meshes by marching
-    cubes at ``grid_level``.
+    are still computed; a point-cloud prediction is used as given (not resampled, as OccNet's
+    ``eval_pointcloud``): it has no inside, so its IoU is NaN (left out of the means), and
+    its normal consistency uses the normals given with the points (NaN without). Grids
+    become meshes by marching cubes at ``grid_level``.
     """
 
     name = "shape_surface"
@@ -443,8 +446,8 @@ class ShapeSurface(_ShapeMetric):
         if mesh is not None:
             points, normals = sample_surface(mesh[0], mesh[1], self.n_points, rng)
         else:
-            points, normals = pred.points, None
-        row = pointcloud_metrics(points, gt_points, normals, gt_normals if mesh is not None
+            points, normals = pred.points, pred.normals
+        row = pointcloud_metrics(points, gt_points, normals, gt_normals if normals is not None
                                  else None, self.thresholds, self.reduction, device)
         watertight = is_watertight(gt_faces)
         row["gt_watertight"] = float(watertight)
