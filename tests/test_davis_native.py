@@ -85,6 +85,10 @@ def test_results_folder_errors_name_the_first_missing_or_bad_file(
     with pytest.raises(ModelError, match=rf"masks: missing {first}/00003\.png$"):
         evaluate("davis-vos", predictions=str(results), limit=1, progress=False, **run_dirs)
 
+    with pytest.raises(ModelError, match=r"video predictions take no '::d2-net' option"):
+        evaluate("davis-vos", predictions=f"{results}::d2-net", limit=1, progress=False,
+                 **run_dirs)
+
     write_results(tmp_path / "rgb", {first: first_two["truth"][first]})
     Image.new("RGB", (4, 4)).save(tmp_path / "rgb" / first / "00002.png")
     with pytest.raises(ContractError, match=rf"mask .*rgb/{first}/00002\.png is a RGB image"):
