@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import os
 import pickle
 import sys
@@ -205,17 +206,24 @@ def load_model(
 ) -> tuple[Predictor, ModelInfo]:
     """Resolve a model reference (or predictions file) into a Predictor on ``device``."""
     if predictions is not None:
-        path = Path(predictions)
+        source, _, option = predictions.partition("::")
+        path = Path(source)
         if not path.exists():
             raise ModelError(f"predictions {path} does not exist",
                              "give a predictions file, or a results folder in a layout the "
                              "task's family reads (docs/<family>.md)")
+        if option and "option" not in inspect.signature(family.load_predictions).parameters:
+            raise ModelError(f"{spec.family} predictions take no '::{option}' option")
         try:
-            predictor = family.load_predictions(path, dataset)
+            predictor = (family.load_predictions(path, dataset, option=option) if option
+                         else family.load_predictions(path, dataset))
         except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelError(f"predictions {path} cannot be read as the {spec.family} family's "
                              f"format: {exc}", f"see docs/{spec.family}.md") from exc
-        return predictor, ModelInfo(name or path.stem, str(path), "predictions", file_hash(path))
+        # a predictor reading a few files of a shared folder names them in ``files``
+        fingerprint = file_hash(*getattr(predictor, "files", (path,)))
+        return predictor, ModelInfo(name or option or path.stem, predictions, "predictions",
+                                    fingerprint)
     if not ref:
         raise ModelError("no model given", "pass --model REF or --predictions FILE")
     baseline_name = ref.removeprefix("baseline:")

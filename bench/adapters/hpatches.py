@@ -131,4 +131,5 @@ class HPatchesDataset(BenchDataset):
             "H": torch.from_numpy(homography),
             "kind": folder.name[0],
             "image_ids": [f"{folder.name}/1", f"{folder.name}/{k}"],
+            "image_scales": [scale0, scale1],
         }

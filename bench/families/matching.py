@@ -4,7 +4,8 @@ keypoints and the matches themselves.
 
 Sample: ``id`` (``<seq>/1-<k>``), ``image0``/``image1`` float32 [3,H,W] in [0,1] (sizes
 differ, so a batch keeps them in lists), ``H`` float64 [3,3] mapping pixels of image0 to
-image1, ``kind`` (``i`` illumination / ``v`` viewpoint), ``image_ids`` (``<seq>/<n>``).
+image1, ``kind`` (``i`` illumination / ``v`` viewpoint), ``image_ids`` (``<seq>/<n>``),
+``image_scales`` (each image's size over its size on disk, 1.0 unless the adapter resized).
 
 Prediction for a batch: a list with one dict per pair holding ``keypoints0``/``keypoints1``
 [N,2] (x, y; OpenCV pixel convention, centre of the top-left pixel at (0, 0)) and either
@@ -15,10 +16,18 @@ Prediction for a batch: a list with one dict per pair holding ``keypoints0``/``k
 Predictions file (``.npz``): per image ``<image_id>/keypoints`` [N,2], ``<image_id>/
 descriptors`` [N,D] and optionally ``<image_id>/scores`` [N]; or per pair
 ``<pair id>/matches`` [M,2] with the images' keypoints (see docs/matching.md).
+
+Predictions folder (the D2-Net / R2D2 HPatches convention): per image, an ``.npz`` named
+``<seq>/<k>.ppm.<method>`` beside the images (or in a mirror of the sequences folder)
+holding ``keypoints`` [N,>=2] (x, y first, in pixels of the image on disk),
+``descriptors`` [N,D] and optionally ``scores`` [N]; ``--predictions DIR::METHOD`` picks
+the method when the folder holds several.
 """
 
 from __future__ import annotations
 
+import re
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,7 @@ from bench.families.base import Batch, Family, Predictor, check_tensor
 from bench.registry import FAMILIES
 
 FEATURE_KEYS = ("keypoints", "descriptors", "scores")
+FEATURE_FILE = re.compile(r"^(\d+)\.(ppm|png|jpg)\.(.+)$")
 
 
 def matching_params(spec: Any) -> dict[str, Any]:
@@ -158,6 +168,88 @@ class PredictionFile:
         return out
 
 
+def feature_methods(root: Path) -> list[str]:
+    """Method names of the feature files ``<seq>/<k>.<ppm|png|jpg>.<method>`` under ``root``."""
+    return sorted({match.group(3) for path in root.glob("*/*.*.*")
+                   if (match := FEATURE_FILE.match(path.name)) and path.is_file()})
+
+
+class FeatureFolder:
+    """Serves the per-image feature files of one method, ``<seq>/<k>.ppm.<method>`` (npz with
+    ``keypoints`` [N,>=2], ``descriptors`` [N,D], optional ``scores`` [N]), as D2-Net's and
+    R2D2's HPatches evaluations read them. Keypoints are pixels of the image on disk and
+    follow the image's resize (pixel-centre convention). The folder is only read."""
+
+    def __init__(self, root: Path, method: str) -> None:
+        self.root = root
+        self.method = method
+        self.files = sorted(path for path in root.glob(f"*/*.*.{method}")
+                            if FEATURE_FILE.match(path.name) and path.is_file())
+        if not self.files:
+            raise ModelError(f"{root} has no feature files <seq>/<k>.ppm.{method}",
+                             _methods_hint(root))
+        self.cache = FeatureCache()
+
+    def path_for(self, image_id: str) -> Path:
+        """The feature file of image ``<seq>/<k>`` (``<k>.ppm.<method>``, or .png / .jpg)."""
+        sequence, _, k = image_id.rpartition("/")
+        candidates = [self.root / sequence / f"{k}.{ext}.{self.method}"
+                      for ext in ("ppm", "png", "jpg")]
+        found = [path for path in candidates if path.is_file()]
+        if not found:
+            raise ModelError(f"{self.root}: missing feature file {sequence}/{k}.ppm.{self.method}")
+        return found[0]
+
+    def read(self, image_id: str) -> dict[str, torch.Tensor | None]:
+        """Keypoints [N,2] (x, y), descriptors [N,D] and scores [N] (or None) of one image."""
+        path = self.path_for(image_id)
+        name = path.relative_to(self.root)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: np.asarray(data[key]) for key in FEATURE_KEYS if key in data}
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"{self.root}: cannot read feature file {name} as npz: {exc}"
+                             ) from exc
+        for key in ("keypoints", "descriptors"):
+            if key not in arrays:
+                raise ModelError(f"{self.root}: feature file {name} has no {key!r} array")
+        keypoints, descriptors = arrays["keypoints"], arrays["descriptors"]
+        if keypoints.ndim != 2 or keypoints.shape[1] < 2:
+            raise ModelError(f"{self.root}: feature file {name}: keypoints have shape "
+                             f"{keypoints.shape}, expected [N,>=2] (x, y, ...)")
+        if descriptors.ndim != 2 or len(descriptors) != len(keypoints):
+            raise ModelError(f"{self.root}: feature file {name}: descriptors have shape "
+                             f"{descriptors.shape}, expected [{len(keypoints)},D]")
+        scores = arrays.get("scores")
+        if scores is not None and scores.shape != (len(keypoints),):
+            raise ModelError(f"{self.root}: feature file {name}: scores have shape "
+                             f"{scores.shape}, expected [{len(keypoints)}]")
+        return {"keypoints": torch.from_numpy(keypoints[:, :2].astype(np.float32)),
+                "descriptors": torch.from_numpy(descriptors),
+                "scores": None if scores is None else torch.from_numpy(scores)}
+
+    def __call__(self, batch: Batch) -> list[dict[str, Any]]:
+        out = []
+        for index, image_ids in enumerate(batch["image_ids"]):
+            pair: dict[str, Any] = {}
+            scales = batch.get("image_scales", [(1.0, 1.0)] * len(batch["id"]))[index]
+            for side, (image_id, scale) in enumerate(zip(image_ids, scales, strict=True)):
+                feats = self.cache.get(image_id, lambda i=image_id: self.read(i))
+                pair[f"keypoints{side}"] = (feats["keypoints"] + 0.5) * float(scale) - 0.5
+                pair[f"descriptors{side}"] = feats["descriptors"]
+                pair[f"scores{side}"] = feats["scores"]
+            out.append(pair)
+        return out
+
+
+def _methods_hint(root: Path) -> str:
+    methods = feature_methods(root)
+    if methods:
+        return f"methods found there: {', '.join(methods)}; pick one with --predictions DIR::METHOD"
+    return ("give the HPatches sequences folder (or a mirror of it) holding "
+            "<seq>/<k>.ppm.<method> npz files")
+
+
 def save_predictions(path: Path, features: dict[str, dict[str, np.ndarray]],
                      matches: dict[str, np.ndarray] | None = None) -> None:
     """Write features ``{image_id: {keypoints, descriptors[, scores]}}`` and optional
@@ -204,8 +296,24 @@ class MatchingFamily(Family):
         return [check_pair(p, batch["image0"][i], batch["image1"][i], i)
                 for i, p in enumerate(pred)]
 
-    def load_predictions(self, path: Path, dataset: Any) -> Predictor:
-        """Read the ``.npz`` layout (per-image features, optional per-pair matches)."""
+    def load_predictions(self, path: Path, dataset: Any, option: str | None = None
+                         ) -> Predictor:
+        """Read the ``.npz`` layout (per-image features, optional per-pair matches), or a
+        folder of per-image feature files ``<seq>/<k>.ppm.<method>``; ``option`` names the
+        method (needed only when the folder holds several)."""
+        if path.is_dir():
+            if option is None:
+                methods = feature_methods(path)
+                if len(methods) != 1:
+                    raise ModelError(
+                        f"{path} holds feature files of {len(methods) or 'no'} methods"
+                        + (f" ({', '.join(methods)})" if methods else ""), _methods_hint(path))
+                option = methods[0]
+            return FeatureFolder(path, option)
+        if option is not None:
+            raise ModelError(f"{path}::{option}: a method name goes with a folder of "
+                             "<seq>/<k>.ppm.<method> feature files, not with a file")
         if path.suffix != ".npz":
-            raise ContractError(f"{path}: matching predictions must be an .npz file")
+            raise ContractError(f"{path}: matching predictions must be an .npz file or a "
+                                "folder of <seq>/<k>.ppm.<method> feature files")
         return PredictionFile(path)

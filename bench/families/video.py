@@ -7,9 +7,10 @@ metric only: a predictor must use ``first_mask`` alone), ``sequence_index``.
 Prediction: an integer label map [T,H,W] per sequence (ids 0..N), as a list or a tensor
 [B,T,H,W].
 
-Predictions file: a ``.zip`` of the DAVIS results layout, ``<sequence>/<frame>.png``
-(00000.png ...), palette or 8-bit single-channel PNGs of object ids, optionally inside one
-top-level folder, exactly what the DAVIS challenge takes.
+Predictions: the DAVIS results layout, ``<sequence>/<frame>.png`` (00000.png ...), palette
+or 8-bit single-channel PNGs of object ids, either as a folder (what davis2017-evaluation's
+``--results_path`` reads) or as a ``.zip``, optionally inside one top-level folder (what the
+DAVIS challenge takes).
 """
 
 from __future__ import annotations
@@ -42,11 +43,42 @@ def read_index_png(data: bytes | Path, name: str, error: type[Exception]) -> np.
     return np.asarray(image, dtype=np.uint8)
 
 
-class ZipMasks:
-    """Serves label maps [T,H,W] per sequence from a zip in the DAVIS results layout."""
+class ResultMasks:
+    """Serves label maps [T,H,W] per sequence from masks in the DAVIS results layout,
+    ``<sequence>/<frame>.png`` (frames 00000, 00001, ...); subclasses say where masks live."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def mask(self, sequence: str, frame: str) -> tuple[bytes | Path, str] | None:
+        """The mask of one frame (its bytes or path, and a name for errors), None if absent."""
+        raise NotImplementedError
+
+    def has_sequence(self, sequence: str) -> bool:
+        """Whether the results hold a folder for ``sequence``."""
+        raise NotImplementedError
+
+    def __call__(self, batch: Batch) -> list[torch.Tensor]:
+        out = []
+        for sequence, frames in zip(batch["id"], batch["frames"], strict=True):
+            if not self.has_sequence(sequence):
+                raise ModelError(f"{self.source} has no masks for sequence {sequence!r} "
+                                 f"(expected {sequence}/00000.png ...)")
+            labels = []
+            for t in range(frames.shape[0]):
+                found = self.mask(sequence, f"{t:05d}")
+                if found is None:
+                    raise ModelError(f"{self.source}: missing {sequence}/{t:05d}.png")
+                labels.append(read_index_png(*found, ContractError))
+            out.append(torch.from_numpy(np.stack(labels).astype(np.int64)).to(frames.device))
+        return out
+
+
+class ZipMasks(ResultMasks):
+    """A zip of the DAVIS results layout, optionally inside one top-level folder."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path)
         try:
             self.archive = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
@@ -57,22 +89,26 @@ class ZipMasks:
             if member.endswith(".png") and len(parts) >= 2:
                 self.members.setdefault(parts[-2], {})[Path(parts[-1]).stem] = member
 
-    def __call__(self, batch: Batch) -> list[torch.Tensor]:
-        out = []
-        for sequence, frames in zip(batch["id"], batch["frames"], strict=True):
-            files = self.members.get(sequence)
-            if not files:
-                raise ModelError(f"{self.path} has no masks for sequence {sequence!r} "
-                                 f"(expected {sequence}/00000.png ...)")
-            labels = []
-            for t in range(frames.shape[0]):
-                name = f"{t:05d}"
-                if name not in files:
-                    raise ModelError(f"{self.path}: missing {sequence}/{name}.png")
-                labels.append(read_index_png(self.archive.read(files[name]),
-                                             f"{self.path}:{files[name]}", ContractError))
-            out.append(torch.from_numpy(np.stack(labels).astype(np.int64)).to(frames.device))
-        return out
+    def has_sequence(self, sequence: str) -> bool:
+        return bool(self.members.get(sequence))
+
+    def mask(self, sequence: str, frame: str) -> tuple[bytes, str] | None:
+        member = self.members[sequence].get(frame)
+        if member is None:
+            return None
+        return self.archive.read(member), f"{self.source}:{member}"
+
+
+class FolderMasks(ResultMasks):
+    """A results folder ``<sequence>/<frame>.png`` as davis2017-evaluation reads it (read
+    only; nothing is listed up front, so a missing sequence or frame is named when needed)."""
+
+    def has_sequence(self, sequence: str) -> bool:
+        return (self.source / sequence).is_dir()
+
+    def mask(self, sequence: str, frame: str) -> tuple[Path, str] | None:
+        path = self.source / sequence / f"{frame}.png"
+        return (path, str(path)) if path.is_file() else None
 
 
 @FAMILIES.register("video")
@@ -120,8 +156,11 @@ class VideoFamily(Family):
         return out
 
     def load_predictions(self, path: Path, dataset: Any) -> Predictor:
-        """A zip of ``<sequence>/<frame>.png`` index masks (the DAVIS submission layout)."""
+        """``<sequence>/<frame>.png`` index masks (the DAVIS results layout) in a folder, as
+        davis2017-evaluation reads them, or in a ``.zip``, as the DAVIS challenge takes them."""
+        if path.is_dir():
+            return FolderMasks(path)
         if path.suffix != ".zip":
-            raise ContractError(f"{path}: VOS predictions must be a .zip of "
-                                "<sequence>/<frame>.png masks (the DAVIS results layout)")
+            raise ContractError(f"{path}: VOS predictions must be a results folder or a .zip "
+                                "of <sequence>/<frame>.png masks (the DAVIS results layout)")
         return ZipMasks(path)
