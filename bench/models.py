@@ -220,8 +220,8 @@ def load_model(
         except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelError(f"predictions {path} cannot be read as the {spec.family} family's "
                              f"format: {exc}", f"see docs/{spec.family}.md") from exc
-        # a predictor reading a few files of a shared folder names them in ``files``
-        fingerprint = file_hash(*getattr(predictor, "files", (path,)))
+        # a predictor reading a few files of a shared folder names them in ``source_files``
+        fingerprint = file_hash(*getattr(predictor, "source_files", (path,)))
         return predictor, ModelInfo(name or option or path.stem, predictions, "predictions",
                                     fingerprint)
     if not ref:

@@ -68,7 +68,8 @@ def test_results_folder_scores_like_the_model_it_holds(first_two: dict, run_dirs
 
     # the same layout zipped (inside one top-level folder) gives the same numbers
     archive = shutil.make_archive(str(tmp_path / "copied"), "zip", tmp_path, "copied")
-    from_zip = evaluate("synthetic-davis-vos", predictions=archive, limit=2, progress=False, **run_dirs)
+    from_zip = evaluate("synthetic-davis-vos", predictions=archive, limit=2, progress=False,
+                        **run_dirs)
     assert from_zip.metrics == pytest.approx(from_folder.metrics)
 
 
@@ -79,11 +80,13 @@ def test_results_folder_errors_name_the_first_missing_or_bad_file(
     first, second = first_two["truth"]
     shutil.rmtree(results / second)
     with pytest.raises(ModelError, match=rf"has no masks for sequence '{second}'"):
-        evaluate("synthetic-davis-vos", predictions=str(results), limit=2, progress=False, **run_dirs)
+        evaluate("synthetic-davis-vos", predictions=str(results), limit=2, progress=False,
+                 **run_dirs)
 
     (results / first / "00003.png").unlink()
     with pytest.raises(ModelError, match=rf"masks: missing {first}/00003\.png$"):
-        evaluate("synthetic-davis-vos", predictions=str(results), limit=1, progress=False, **run_dirs)
+        evaluate("synthetic-davis-vos", predictions=str(results), limit=1, progress=False,
+                 **run_dirs)
 
     with pytest.raises(ModelError, match=r"video predictions take no '::d2-net' option"):
         evaluate("synthetic-davis-vos", predictions=f"{results}::d2-net", limit=1, progress=False,

@@ -183,9 +183,9 @@ class FeatureFolder:
     def __init__(self, root: Path, method: str) -> None:
         self.root = root
         self.method = method
-        self.files = sorted(path for path in root.glob(f"*/*.*.{method}")
+        self.source_files = sorted(path for path in root.glob(f"*/*.*.{method}")
                             if FEATURE_FILE.match(path.name) and path.is_file())
-        if not self.files:
+        if not self.source_files:
             raise ModelError(f"{root} has no feature files <seq>/<k>.ppm.{method}",
                              _methods_hint(root))
         self.cache = FeatureCache()
