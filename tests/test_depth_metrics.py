@@ -87,7 +87,7 @@ def test_median_is_numpy_median() -> None:
 
 def test_median_alignment_removes_scale() -> None:
     gt = torch.rand(1, 8, 8) * 5 + 1
-    depth = align(gt * 3.0, "depth", gt, gt > 0, "median", 1e-3, 80.0)
+    depth = align(gt * 3.0, "depth", gt, gt > 0, "median", 1e-3, 80.0).depth
     torch.testing.assert_close(depth, gt, rtol=1e-5, atol=1e-5)
 
 
@@ -97,7 +97,7 @@ def test_scale_and_shift_in_inverse_depth() -> None:
     scale, shift = scale_and_shift(disparity, 1 / gt, gt > 0)
     torch.testing.assert_close(scale, torch.tensor([0.5, 0.5]), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(shift, torch.tensor([-0.25, -0.25]), rtol=1e-5, atol=1e-5)
-    depth = align(disparity, "disparity", gt, gt > 0, "scale_shift", 1e-3, 10.0)
+    depth = align(disparity, "disparity", gt, gt > 0, "scale_shift", 1e-3, 10.0).depth
     torch.testing.assert_close(depth, gt, rtol=1e-4, atol=1e-4)
 
 
@@ -145,8 +145,8 @@ def test_bad_predictions() -> None:
     batch = batch_of(torch.ones(1, 2, 2))
     with pytest.raises(ContractError, match="NaN"):
         family.check_prediction(torch.full((1, 2, 2), float("nan")), batch, None)
-    with pytest.raises(ContractError, match="negative"):
-        DepthMetrics().update(family.check_prediction(-torch.ones(1, 2, 2), batch, None), batch)
+    with pytest.raises(ContractError, match="infinite"):
+        family.check_prediction({"disparity": torch.full((1, 2, 2), float("inf"))}, batch, None)
     with pytest.raises(ContractError, match="no metric scale"):
         DepthMetrics().update(family.check_prediction({"disparity": torch.ones(1, 2, 2)},
                                                       batch, None), batch)
