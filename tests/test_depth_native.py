@@ -130,6 +130,9 @@ def test_missing_and_malformed_files_are_named(tmp_path: Path) -> None:
     cv2.imwrite(str(pngs / "office_rgb_00001.png"), np.full((6, 8), 15, np.uint8))
     with pytest.raises(ContractError, match="office_rgb_00001.png.*16-bit"):
         family.load_predictions(pngs, dataset)(batch)
+    (pngs / "office_rgb_00001.png").write_bytes(b"")
+    with pytest.raises(ContractError, match="office_rgb_00001.png is not a readable PNG"):
+        family.load_predictions(pngs, dataset)(batch)
     npys = tmp_path / "npys"
     (npys / "kitchen").mkdir(parents=True)
     np.save(npys / "kitchen" / "rgb_00000.npy", np.ones((6, 8), np.int32))

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -149,7 +148,9 @@ def decode_npy(data: bytes, where: str) -> np.ndarray:
 
 def decode_png(data: bytes, where: str, scale: float) -> np.ndarray:
     """A single-channel 16-bit PNG divided by ``scale`` (metres); ContractError otherwise."""
-    depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    import cv2
+
+    depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if depth is None:
         raise ContractError(f"{where} is not a readable PNG")
     if depth.dtype != np.uint16 or depth.ndim != 2:
