@@ -87,7 +87,7 @@ def test_median_is_numpy_median() -> None:
 
 def test_median_alignment_removes_scale() -> None:
     gt = torch.rand(1, 8, 8) * 5 + 1
-    depth = align(gt * 3.0, "depth", gt, gt > 0, "median", 1e-3, 80.0)
+    depth = align(gt * 3.0, "depth", gt, gt > 0, "median", 1e-3, 80.0).depth
     torch.testing.assert_close(depth, gt, rtol=1e-5, atol=1e-5)
 
 
@@ -97,7 +97,7 @@ def test_scale_and_shift_in_inverse_depth() -> None:
     scale, shift = scale_and_shift(disparity, 1 / gt, gt > 0)
     torch.testing.assert_close(scale, torch.tensor([0.5, 0.5]), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(shift, torch.tensor([-0.25, -0.25]), rtol=1e-5, atol=1e-5)
-    depth = align(disparity, "disparity", gt, gt > 0, "scale_shift", 1e-3, 10.0)
+    depth = align(disparity, "disparity", gt, gt > 0, "scale_shift", 1e-3, 10.0).depth
     torch.testing.assert_close(depth, gt, rtol=1e-4, atol=1e-4)
 
 
@@ -145,8 +145,14 @@ def test_bad_predictions() -> None:
     batch = batch_of(torch.ones(1, 2, 2))
     with pytest.raises(ContractError, match="NaN"):
         family.check_prediction(torch.full((1, 2, 2), float("nan")), batch, None)
-    with pytest.raises(ContractError, match="negative"):
-        DepthMetrics().update(family.check_prediction(-torch.ones(1, 2, 2), batch, None), batch)
+    with pytest.raises(ContractError, match="infinite"):
+        family.check_prediction({"disparity": torch.full((1, 2, 2), float("inf"))}, batch, None)
+    far = family.check_prediction(torch.tensor([[[float("inf"), -1.0], [0.0, 1.0]]]), batch, None)
+    metric = DepthMetrics(max_depth=4.0)  # infinite and non-positive depth are clamped
+    metric.update(far, batch)
+    assert metric.details()["depth_protocol"]["clamped_pixels"] == {"to_min_depth": 2,
+                                                                    "to_max_depth": 1}
+    assert metric.compute()["abs_rel"] == pytest.approx((3.0 + 0.999 + 0.999) / 4)
     with pytest.raises(ContractError, match="no metric scale"):
         DepthMetrics().update(family.check_prediction({"disparity": torch.ones(1, 2, 2)},
                                                       batch, None), batch)
@@ -158,3 +164,124 @@ def test_bad_predictions() -> None:
     metric = DepthMetrics()
     metric.update(inverse, batch_of(torch.full((1, 2, 2), 2.0)))
     assert metric.compute()["abs_rel"] == pytest.approx(0.0)
+
+
+# Reference evaluation paths written out from the reference code (not arbench's functions).
+# BTS utils/eval_with_pngs.py (no alignment): clamp the prediction, inf -> max, then errors.
+def bts_reference(gt: np.ndarray, pred: np.ndarray, lo: float, hi: float) -> dict[str, float]:
+    pred = pred.copy()
+    pred[pred < lo] = lo
+    pred[pred > hi] = hi
+    pred[np.isinf(pred)] = hi
+    valid = np.logical_and(gt > lo, gt < hi)
+    return monodepth2_errors(gt[valid], pred[valid])
+
+
+# Monodepth2 evaluate_depth.py: depth = 1 / disp, mask, median scaling, then clamp.
+def monodepth2_reference(gt: np.ndarray, pred_depth: np.ndarray, lo: float, hi: float
+                         ) -> dict[str, float]:
+    mask = np.logical_and(gt > lo, gt < hi)
+    pred, gt = pred_depth[mask], gt[mask]
+    pred = pred * (np.median(gt) / np.median(pred))
+    pred[pred < lo] = lo
+    pred[pred > hi] = hi
+    return monodepth2_errors(gt, pred)
+
+
+# MiDaS evaluation (ranftlr's validation gist): depth <= 0 -> disparity 0, least squares in
+# disparity on the ground truth's mask, disparity capped below at 1 / depth_cap, inverted.
+def midas_reference(gt: np.ndarray, pred: np.ndarray, kind: str, lo: float, cap: float
+                    ) -> dict[str, float]:
+    mask = np.logical_and(gt > lo, gt < cap).astype(np.float64)
+    if kind == "depth":
+        disparity = np.zeros_like(pred)
+        disparity[pred > 0] = 1.0 / pred[pred > 0]
+    else:
+        disparity = pred.copy()
+    target = np.zeros_like(gt)
+    target[mask == 1] = 1.0 / gt[mask == 1]
+    a_00 = np.sum(mask * disparity * disparity)
+    a_01 = np.sum(mask * disparity)
+    a_11 = np.sum(mask)
+    b_0 = np.sum(mask * disparity * target)
+    b_1 = np.sum(mask * target)
+    det = a_00 * a_11 - a_01 * a_01
+    scale = (a_11 * b_0 - a_01 * b_1) / det if det > 0 else 0.0
+    shift = (-a_01 * b_0 + a_00 * b_1) / det if det > 0 else 0.0
+    aligned = scale * disparity + shift
+    aligned[aligned < 1.0 / cap] = 1.0 / cap
+    depth = 1.0 / aligned
+    return monodepth2_errors(gt[mask == 1], depth[mask == 1])
+
+
+GT_BAD = np.array([[1.0, 2.0, 3.0, 4.0],
+                   [5.0, 6.0, 7.0, 0.0],     # 0: no measurement
+                   [1.5, 2.5, 3.5, 12.0]])   # 12 m: beyond max_depth 10
+# A noisy prediction with a zero, a negative, an infinite and a too-far pixel on evaluated
+# ground truth, and a negative one where there is no ground truth.
+PRED_BAD = np.array([[1.2, 0.0, 2.7, 4.4],
+                     [-3.0, 6.5, np.inf, -1.0],
+                     [1.4, 2.2, 30.0, 11.0]])
+
+
+def run_depth_metric(pred: np.ndarray, kind: str, alignment: str) -> tuple[dict, dict]:
+    metric = DepthMetrics(alignment=alignment, min_depth=1e-3, max_depth=10.0)
+    gt = torch.from_numpy(GT_BAD).float()[None]
+    value = torch.from_numpy(pred).float()[None]
+    per_sample = metric.update({"kind": kind, "value": value}, batch_of(gt))
+    return {k: float(v[0]) for k, v in per_sample.items()}, metric.details()["depth_protocol"]
+
+
+@pytest.mark.parametrize("alignment", ["none", "median", "scale_shift"])
+def test_zero_negative_and_infinite_depth_match_the_references(alignment: str) -> None:
+    ours, details = run_depth_metric(PRED_BAD, "depth", alignment)
+    gt, pred = GT_BAD.astype(np.float64), PRED_BAD.astype(np.float64)
+    reference = {"none": lambda: bts_reference(gt, pred, 1e-3, 10.0),
+                 "median": lambda: monodepth2_reference(gt, pred, 1e-3, 10.0),
+                 "scale_shift": lambda: midas_reference(gt, pred, "depth", 1e-3, 10.0)}
+    for key, value in reference[alignment]().items():
+        assert ours[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    assert details["evaluated_pixels"] == 10 and ours["valid_pixels"] == 10
+    clamped = details["clamped_pixels"]
+    assert ours["clamped_pixels"] == clamped["to_min_depth"] + clamped["to_max_depth"]
+    if alignment == "none":  # 0 and -3 raised to 1 mm; inf and 30 m lowered to 10 m
+        assert clamped == {"to_min_depth": 2, "to_max_depth": 2}
+
+
+@pytest.mark.parametrize("alignment", ["none", "median"])
+def test_zero_and_negative_inverse_depth_match_monodepth2(alignment: str) -> None:
+    inverse = np.where(PRED_BAD > 0, 1.0 / np.where(PRED_BAD > 0, PRED_BAD, 1.0), PRED_BAD)
+    inverse[np.isinf(PRED_BAD)] = 0.0  # inverse depth 0: infinitely far
+    ours, details = run_depth_metric(inverse, "inverse_depth", alignment)
+    with np.errstate(divide="ignore"):
+        depth = 1.0 / inverse.astype(np.float32).astype(np.float64)  # monodepth2: 1 / disp
+    reference = (bts_reference(GT_BAD, depth, 1e-3, 10.0) if alignment == "none"
+                 else monodepth2_reference(GT_BAD, depth, 1e-3, 10.0))
+    for key, value in reference.items():
+        assert ours[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    assert details["clamped_pixels"]["to_min_depth"] >= 1  # 1 / -3 is negative depth
+
+
+def test_disparity_scale_and_shift_matches_midas() -> None:
+    disparity = np.where(np.isfinite(PRED_BAD), 0.3 - 0.05 * PRED_BAD, 0.0)
+    ours, _ = run_depth_metric(disparity, "disparity", "scale_shift")
+    reference = midas_reference(GT_BAD, disparity.astype(np.float32).astype(np.float64),
+                                "disparity", 1e-3, 10.0)
+    for key, value in reference.items():
+        assert ours[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_zero_depth_is_inverse_depth_zero_in_the_scale_and_shift_fit() -> None:
+    # arbench used to turn depth 0 into inverse depth 1e12 before the fit; MiDaS uses 0.
+    gt = np.linspace(1.0, 5.0, 12).reshape(3, 4)
+    pred = gt.copy()
+    pred[0, 0] = 0.0
+    metric = DepthMetrics(alignment="scale_shift")
+    batch = batch_of(torch.from_numpy(gt).float()[None])
+    metric.update({"kind": "depth", "value": torch.from_numpy(pred).float()[None]}, batch)
+    reference = midas_reference(gt, pred, "depth", 1e-3, 10.0)["abs_rel"]
+    old_convention = midas_reference(gt, np.where(pred > 0, 1 / np.maximum(pred, 1e-12), 1e12),
+                                     "disparity", 1e-3, 10.0)["abs_rel"]
+    assert metric.compute()["abs_rel"] == pytest.approx(reference, rel=1e-6)
+    assert reference == pytest.approx(0.425954245, rel=1e-6)
+    assert abs(old_convention - reference) > 0.05

@@ -27,6 +27,7 @@ class KittiDepthDataset(FileListDepthDataset):
 
     name = "kitti-depth"
     depth_scale = 256.0
+    bts_layout = "kitti"
     how_to_get = KITTI_HOW
 
     def __init__(self, root: Path, split: str = "test", filenames_file: str | None = None,

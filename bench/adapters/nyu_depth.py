@@ -79,6 +79,7 @@ class FileListDepthDataset(BenchDataset):
 
     name = ""
     depth_scale = 1000.0
+    bts_layout = "nyu"  # how BTS names prediction PNGs (bench.families.depth.bts_png_name)
     how_to_get = ""
 
     def __init__(self, root: Path, split: str, filenames_file: str, image_dir: Path,
@@ -103,7 +104,8 @@ class FileListDepthDataset(BenchDataset):
         self.info = DatasetInfo(
             name=self.name, root=root, split=split, fingerprint=fingerprint_files(files, root),
             size=len(self.entries),
-            meta={"depth_scale": self.depth_scale, "skipped_without_depth": self.skipped},
+            meta={"depth_scale": self.depth_scale, "bts_layout": self.bts_layout,
+                  "skipped_without_depth": self.skipped},
         )
 
     def camera(self, focal: float | None, width: int, height: int) -> torch.Tensor:

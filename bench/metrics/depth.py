@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -106,36 +106,55 @@ def scale_and_shift(prediction: torch.Tensor, target: torch.Tensor, mask: torch.
 
 
 def to_depth(prediction: torch.Tensor, kind: str) -> torch.Tensor:
-    """Depth (metres) from a prediction of ``kind`` (``disparity`` is read as inverse depth
-    up to an unknown scale). Non-positive inverse depth gives +inf depth."""
-    if kind == "depth":
+    """Depth (metres) from a prediction of ``kind``: depth as given, inverse depth and
+    disparity by the plain reciprocal (Monodepth2's ``1 / pred_disp``): 0 gives +inf and a
+    negative value a negative depth, both clamped later."""
+    return prediction if kind == "depth" else 1.0 / prediction
+
+
+def to_inverse_depth(prediction: torch.Tensor, kind: str) -> torch.Tensor:
+    """Inverse depth (1/m) from a prediction of ``kind``: inverse depth and disparity as given,
+    depth d as 1/d where d > 0 and 0 where d <= 0 (the MiDaS evaluation's convention; +inf
+    depth gives 0 too)."""
+    if kind != "depth":
         return prediction
-    return torch.where(prediction > 0, 1.0 / prediction.clamp(min=1e-12), torch.inf)
+    return torch.where(prediction > 0, 1.0 / prediction, torch.zeros_like(prediction))
+
+
+class Aligned(NamedTuple):
+    """Aligned predicted depth [B,H,W] (metres) and the pixels the caps changed [B,H,W]."""
+
+    depth: torch.Tensor
+    raised_to_min: torch.Tensor
+    lowered_to_max: torch.Tensor
 
 
 def align(prediction: torch.Tensor, kind: str, gt: torch.Tensor, mask: torch.Tensor,
-          alignment: str, min_depth: float, max_depth: float) -> torch.Tensor:
-    """Aligned predicted depth [B,H,W], clamped to [min_depth, max_depth].
+          alignment: str, min_depth: float, max_depth: float) -> Aligned:
+    """Aligned predicted depth, capped as the governing reference caps it.
 
-    ``none``: as predicted (metric depth). ``median``: depth times median(gt) / median(pred)
-    per image (Monodepth2). ``scale_shift``: inverse depth (1/depth for depth predictions)
-    fitted by least squares to 1/gt on the mask, then clamped at 1/max_depth and inverted
-    (MiDaS zero-shot protocol).
+    ``none``: as predicted (metric depth), then clamped to [min_depth, max_depth], +inf to
+    max_depth (BTS ``compute_errors`` callers). ``median``: depth times median(gt) /
+    median(pred) over ``mask`` per image, then clamped (Monodepth2, in that order).
+    ``scale_shift``: inverse depth fitted by least squares to 1/gt on ``mask``, the fitted
+    inverse depth raised to at least 1/max_depth and inverted (MiDaS evaluation; no
+    min_depth cap). A NaN that alignment itself creates (0 x inf) becomes max_depth.
     """
     if alignment == "scale_shift":
-        inverse = prediction if kind != "depth" else 1.0 / prediction.clamp(min=1e-12)
+        inverse = to_inverse_depth(prediction, kind)
         target = torch.where(mask, 1.0 / gt.clamp(min=1e-12), torch.zeros_like(gt))
         scale, shift = scale_and_shift(inverse, target, mask)
-        aligned = scale[:, None, None] * inverse + shift[:, None, None]
-        depth = 1.0 / aligned.clamp(min=1.0 / max_depth)
-    else:
-        depth = to_depth(prediction, kind)
-        if alignment == "median":
-            ratio = masked_median(gt, mask) / masked_median(depth, mask & torch.isfinite(depth))
-            depth = depth * ratio[:, None, None]
-        elif alignment != "none":
-            raise ValueError(f"unknown alignment {alignment!r}; valid: {', '.join(ALIGNMENTS)}")
-    return torch.nan_to_num(depth, nan=max_depth, posinf=max_depth).clamp(min_depth, max_depth)
+        fitted = scale[:, None, None] * inverse + shift[:, None, None]
+        cap = 1.0 / max_depth
+        return Aligned(1.0 / fitted.clamp(min=cap), torch.zeros_like(mask), fitted < cap)
+    depth = to_depth(prediction, kind)
+    if alignment == "median":
+        ratio = masked_median(gt, mask) / masked_median(depth, mask)
+        depth = depth * ratio[:, None, None]
+    elif alignment != "none":
+        raise ValueError(f"unknown alignment {alignment!r}; valid: {', '.join(ALIGNMENTS)}")
+    depth = torch.nan_to_num(depth, nan=torch.inf)
+    return Aligned(depth.clamp(min_depth, max_depth), depth < min_depth, depth > max_depth)
 
 
 def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -211,6 +230,10 @@ def prepare_prediction(pred: dict[str, Any], index: int, shape: tuple[int, int],
             raise ContractError(
                 f"predicted depth has shape {tuple(value.shape)}, ground truth {tuple(shape)}",
                 "predict at the image's size, or set the metric param resize_prediction: true")
+        if not bool(torch.isfinite(value).all()):
+            raise ContractError(f"predicted depth of shape {tuple(value.shape)} holds infinite "
+                                f"values and cannot be resized to {tuple(shape)}",
+                                "predict at the ground truth's size")
         value = F.interpolate(value[None, None].float(), size=shape, mode="bilinear",
                               align_corners=False)[0, 0]
     return value.float()
@@ -250,7 +273,7 @@ class DepthMetrics(Metric):
     ``figures`` how many samples get an error map and side-by-side figure.
     """
 
-    version = "1"
+    version = "2"
 
     def __init__(self, alignment: str = "none", min_depth: float = 1e-3, max_depth: float = 10.0,
                  crop: str = "none", average: str = "image", resize_prediction: bool = False,
@@ -274,6 +297,8 @@ class DepthMetrics(Metric):
             self.add_state(f"px_{key}", torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("images", torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("empty", torch.zeros((), dtype=torch.float64), "sum")
+        for name in ("raised_to_min", "lowered_to_max", "evaluated_pixels"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64), "sum")
         self._figure_samples: list[dict[str, Any]] = []
         self.higher_is_better = {key: HIGHER_IS_BETTER.get(key, False) for key in ERROR_KEYS}
         self.per_sample_key = {key: key for key in ERROR_KEYS} if average == "image" else {}
@@ -284,23 +309,25 @@ class DepthMetrics(Metric):
                                 "evaluate it with alignment median or scale_shift")
         values = [prepare_prediction(pred, i, tuple(batch["depth"][i].shape[-2:]), self.resize)
                   for i in range(len(batch["id"]))]
-        if pred["kind"] != "disparity":
-            for index, value in enumerate(values):
-                if bool((value < 0).any()):
-                    raise ContractError(f"predicted {pred['kind']} for {batch['id'][index]!r} "
-                                        f"has {int((value < 0).sum())} negative values")
         # Images of one size are measured together; mixed sizes (KITTI) one by one.
         if len({tuple(v.shape) for v in values}) == 1:
             groups = [list(range(len(values)))]
         else:
             groups = [[i] for i in range(len(values))]
-        out: dict[str, list[torch.Tensor]] = {key: [] for key in (*ERROR_KEYS, "valid_pixels")}
+        out: dict[str, list[torch.Tensor]] = {
+            key: [] for key in (*ERROR_KEYS, "valid_pixels", "clamped_pixels")}
         for group in groups:
             gt = torch.stack([batch["depth"][i].float() for i in group])
             valid = torch.stack([batch["valid"][i] for i in group])
             mask = evaluation_mask(gt, valid, self.crop, self.min_depth, self.max_depth)
-            depth = align(torch.stack([values[i] for i in group]), pred["kind"], gt, mask,
-                          self.alignment, self.min_depth, self.max_depth)
+            depth, raised, lowered = align(torch.stack([values[i] for i in group]),
+                                           pred["kind"], gt, mask, self.alignment,
+                                           self.min_depth, self.max_depth)
+            raised_count = count_per_item(raised & mask)
+            lowered_count = count_per_item(lowered & mask)
+            self.accumulate("raised_to_min", raised_count.sum())
+            self.accumulate("lowered_to_max", lowered_count.sum())
+            out["clamped_pixels"].append((raised_count + lowered_count).float())
             sums = pixel_sums(depth, gt, mask)
             errors = errors_from_sums(sums)
             filled = sums["n"] > 0
@@ -312,6 +339,7 @@ class DepthMetrics(Metric):
             for key in SUM_KEYS:
                 self.accumulate(f"px_{key}", sums[key][filled].sum())
             out["valid_pixels"].append(sums["n"].float())
+            self.accumulate("evaluated_pixels", sums["n"].sum())
             for row, index in enumerate(group):
                 if len(self._figure_samples) < self.n_figures:
                     self._keep_for_figure(batch, index, gt[row], mask[row:row + 1], depth[row])
@@ -342,6 +370,9 @@ class DepthMetrics(Metric):
             "min_depth": self.min_depth, "max_depth": self.max_depth,
             "images": int(self.state("images")),
             "images_without_valid_pixels": int(self.state("empty")),
+            "evaluated_pixels": int(self.state("evaluated_pixels")),
+            "clamped_pixels": {"to_min_depth": int(self.state("raised_to_min")),
+                               "to_max_depth": int(self.state("lowered_to_max"))},
         }}
 
     def figures(self, out_dir: Path) -> list[Path]:
