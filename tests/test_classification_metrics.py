@@ -59,19 +59,20 @@ def test_confusion_matrix_figure(tmp_path) -> None:
 
 
 def test_expected_calibration_error_by_hand() -> None:
-    # Two bins. Confidences 0.9 (right), 0.8 (wrong), 0.6 (right), 0.3 can't happen for
-    # 2 classes; use 2-class logits with known softmax maxima.
-    p = torch.tensor([0.9, 0.8, 0.6, 0.7])
+    # 2-class logits with known softmax maxima, each well inside its bin (a confidence on a
+    # bin edge would change bin with the last bit of the softmax on another CPU).
+    p = torch.tensor([0.9, 0.75, 0.55, 0.65])
     logits = torch.stack([torch.log(p), torch.log(1 - p)], dim=1)
     labels = torch.tensor([0, 1, 0, 0])
     counts, conf, hits = calibration_bins(logits, labels, bins=2)
-    # Bin (0.5,1] holds all four: mean confidence 0.75, accuracy 3/4 -> ECE 0.
+    # Bin (0.5,1] holds all four: mean confidence 0.7125, accuracy 3/4 -> ECE 0.0375.
     assert counts.tolist() == [0, 4]
-    assert expected_calibration_error(counts, conf, hits) == pytest.approx(0.0, abs=1e-6)
+    assert expected_calibration_error(counts, conf, hits) == pytest.approx(0.0375, abs=1e-6)
     counts, conf, hits = calibration_bins(logits, labels, bins=5)
-    # Bins (0.6,0.8]: {0.8 wrong, 0.7 right}; (0.4,0.6]: {0.6 right}; (0.8,1]: {0.9 right}.
-    # ECE = (2*|0.75-0.5| + |0.6-1| + |0.9-1|)/4 = (0.5 + 0.4 + 0.1)/4 = 0.25.
-    assert expected_calibration_error(counts, conf, hits) == pytest.approx(0.25, abs=1e-6)
+    # Bins (0.6,0.8]: {0.75 wrong, 0.65 right}; (0.4,0.6]: {0.55 right}; (0.8,1]: {0.9 right}.
+    # ECE = (2*|0.7-0.5| + |0.55-1| + |0.9-1|)/4 = (0.4 + 0.45 + 0.1)/4 = 0.2375.
+    assert counts.tolist() == [0, 0, 1, 2, 1]
+    assert expected_calibration_error(counts, conf, hits) == pytest.approx(0.2375, abs=1e-6)
     metric = ExpectedCalibrationError(bins=5)
     metric.update(logits, {"label": labels})
-    assert metric.compute()["ece"] == pytest.approx(0.25, abs=1e-6)
+    assert metric.compute()["ece"] == pytest.approx(0.2375, abs=1e-6)
