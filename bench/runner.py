@@ -31,6 +31,7 @@ from bench.results import (
     SampleWriter,
     append_leaderboard,
     environment_metadata,
+    read_leaderboard_rows,
     write_json_atomic,
 )
 from bench.spec import TaskSpec, _short_hash, load_spec
@@ -103,13 +104,16 @@ def _new_run_id(rank: int, world: int) -> str:
     return run_id
 
 
-def _check_leaderboard_writable(path: Path) -> None:
+def _check_leaderboard(path: Path) -> None:
+    """Before any work: the leaderboard can be written and its rows are ones the appender
+    reads back exactly (so nothing is computed that cannot be recorded)."""
     target = path if path.exists() else path.parent
     while not target.exists():
         target = target.parent
     if not os.access(target, os.W_OK):
         raise BenchError(f"leaderboard {path} is not writable",
                          "fix its permissions, or pass --no-leaderboard")
+    read_leaderboard_rows(path)
 
 
 def evaluate(
@@ -146,7 +150,7 @@ def evaluate(
     seed_everything(seed)
     board = Path(leaderboard_dir or LEADERBOARD_DIR) / spec.leaderboard_name
     if leaderboard and rank == 0:
-        _check_leaderboard_writable(board)
+        _check_leaderboard(board)
 
     dataset = build_dataset(spec)
     indices = list(range(len(dataset)))

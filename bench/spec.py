@@ -57,7 +57,10 @@ class TaskSpec(_Strict):
     metrics: list[MetricSpec] = Field(min_length=1)
     primary_metric: str
     baselines: list[str] = Field(default_factory=list)
-    leaderboard: str | None = Field(None, description="leaderboard CSV name, default TASK.csv")
+    leaderboard: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.csv$",
+        description="leaderboard CSV file name inside the leaderboard folder (a plain name, "
+        "no path), default TASK.csv")
     reference: str | None = Field(
         None, description="model the result tables compare against (relative change column)"
     )

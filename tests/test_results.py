@@ -65,3 +65,42 @@ def test_failed_write_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> No
         append_leaderboard(path, {"model": "b"})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["board.csv"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"model,accuracy,model\na,0.5,b\n", "repeats column 'model'"),
+    (b"model,accuracy\na,0.5,extra\n", r"board.csv:2: 3 cells for 2 columns"),
+    (b"model,accuracy\na\n", r"board.csv:2: 1 cells for 2 columns"),
+    (b"model,,accuracy\na,b,0.5\n", "empty column name"),
+    (b"model,accuracy\n\xff\xfe,0.5\n", "not a UTF-8 CSV"),
+    (b"", "is empty"),
+])
+def test_a_leaderboard_it_does_not_fully_understand_is_left_unchanged(
+        tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "board.csv"
+    path.write_bytes(content)
+    with pytest.raises(BenchError, match=problem):
+        append_leaderboard(path, {"model": "c", "accuracy": "0.9"})
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board.csv", "board.csv.lock"]
+
+
+def test_a_bad_leaderboard_stops_the_run_before_any_work(tmp_path: Path) -> None:
+    from bench.runner import evaluate
+
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "digits.csv").write_bytes(b"model,model\na,b\n")
+    with pytest.raises(BenchError, match="repeats column 'model'"):
+        evaluate("digits", "logreg", limit=2, progress=False, out_dir=tmp_path / "results",
+                 leaderboard_dir=boards)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape.csv", "/etc/passwd", "sub/board.csv", "board.txt"])
+def test_a_spec_leaderboard_is_a_plain_file_name(tmp_path: Path, name: str) -> None:
+    from bench.errors import SpecError
+    from bench.spec import load_spec
+
+    with pytest.raises(SpecError, match="leaderboard"):
+        load_spec("digits", [f"leaderboard={name}"])
