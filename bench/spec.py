@@ -225,13 +225,15 @@ def _load_and_check(path: Path, overrides: list[str]) -> tuple[TaskSpec | None, 
 
 def check_data_root(spec: TaskSpec) -> list[tuple[tuple, str]]:
     """An embedded task scores its own embedded set only: a ``dataset.root`` beside
-    ``dataset.embedded`` is refused, pointing at the real-data tasks of the same adapter."""
+    ``dataset.embedded`` is refused, pointing at the real-data tasks of the same adapter and
+    family."""
     if spec.dataset.embedded is None or spec.dataset.root is None:
         return []
     real = sorted(
         path.stem for path in TASKS_DIR.glob("*.yaml")
         if (data := _plain_yaml(path)) and isinstance(data.get("dataset"), dict)
         and data["dataset"].get("adapter") == spec.dataset.adapter
+        and data.get("family") == spec.family
         and not data["dataset"].get("embedded")
     )
     own = (f"use task {' or '.join(real)} with --set dataset.root=DIR" if real
