@@ -131,3 +131,11 @@ def test_override_indexes_lists(tmp_path: Path) -> None:
 def test_bad_override() -> None:
     with pytest.raises(BenchError, match="KEY.PATH=VALUE"):
         load_spec("digits", ["dataset.root"])
+
+
+def test_an_embedded_task_refuses_another_root_and_names_the_real_task() -> None:
+    with pytest.raises(SpecError, match="use task mnist with --set dataset.root=DIR"):
+        load_spec("digits", ["dataset.root=/data/mnist"])
+    with pytest.raises(SpecError, match="use task davis-vos with"):
+        load_spec("synthetic-davis-vos", ["dataset.root=/data/DAVIS"])
+    assert load_spec("davis-vos", ["dataset.root=/data/DAVIS"]).dataset.root == "/data/DAVIS"
