@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import io
+import json
 import os
 import pickle
 import sys
@@ -122,6 +124,11 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
 
 
+TRUST_HINT = ("save a state_dict (torch.save(model.state_dict(), f)), TorchScript or a "
+              "torch.export file of tensors, or pass --trust-checkpoint if you trust the file's "
+              "author")
+
+
 def _load_checkpoint(path: Path, trust: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -129,12 +136,50 @@ def _load_checkpoint(path: Path, trust: bool) -> Any:
         if not trust:
             raise ModelError(
                 f"{path} holds pickled Python objects beyond tensors; refusing to unpickle it",
-                "save a state_dict (torch.save(model.state_dict(), f)) or TorchScript, or pass "
-                "--trust-checkpoint if you trust the file's author",
-            ) from exc
+                TRUST_HINT) from exc
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError) as exc:
         raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def check_export_archive(path: Path) -> None:
+    """Refuse a ``torch.export`` (.pt2) archive whose loading would unpickle Python objects.
+
+    ``torch.export.load`` unpickles the sample inputs (falling back to the full unpickler when
+    the safe one fails), weight and constant payloads marked ``use_pickle`` and legacy
+    ``.pt`` payloads, and custom or opaque constants with the full unpickler. Every such
+    member must load with ``torch.load(weights_only=True)``: the same bytes then hold nothing
+    but tensors and containers, whichever unpickler torch uses afterwards. Custom and opaque
+    objects are refused outright."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {name.split("/", 1)[1]: name for name in archive.namelist() if "/" in name}
+            pickled = [member for rel, member in members.items()
+                       if rel.startswith("data/sample_inputs/")
+                       or (rel.startswith(("data/weights/", "data/constants/"))
+                           and rel.endswith(".pt"))]
+            for rel, member in members.items():
+                if not (rel.startswith(("data/weights/", "data/constants/"))
+                        and rel.endswith("config.json")):
+                    continue
+                folder = rel.rsplit("/", 1)[0]
+                config = json.loads(archive.read(member)).get("config", {})
+                for fqn, meta in config.items():
+                    name = str(meta.get("path_name", ""))
+                    if name.startswith(("custom_obj_", "opaque_obj_")):
+                        raise ModelError(f"{path}: constant {fqn!r} is a pickled Python object; "
+                                         "refusing to load it", TRUST_HINT)
+                    if meta.get("use_pickle") and f"{folder}/{name}" in members:
+                        pickled.append(members[f"{folder}/{name}"])
+            for member in pickled:
+                try:
+                    torch.load(io.BytesIO(archive.read(member)), map_location="cpu",
+                               weights_only=True)
+                except pickle.UnpicklingError as exc:
+                    raise ModelError(f"{path}: member {member} holds pickled Python objects "
+                                     "beyond tensors; refusing to load it", TRUST_HINT) from exc
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, RuntimeError) as exc:
+        raise ModelError(f"{path} is not a torch.export archive: {exc}") from exc
 
 
 def _state_dict_of(obj: Any) -> dict[str, torch.Tensor] | None:
@@ -156,6 +201,8 @@ def build_module(
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     if path.suffix == ".pt2":
+        if not trust:
+            check_export_archive(path)
         try:
             program = torch.export.load(str(path))
             return move_to_device_pass(program, device).module()

@@ -3,6 +3,7 @@ files, safe checkpoint loading and contract checks."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import nets
@@ -49,6 +50,40 @@ def test_torchscript_and_export_agree_with_state_dict(tmp_path: Path, run_dirs: 
     reference = digits(str(state), run_dirs, arch="nets:tiny_cnn").metrics
     assert digits(str(scripted), run_dirs).metrics == pytest.approx(reference)
     assert digits(str(exported), run_dirs).metrics == pytest.approx(reference)
+
+
+class MarkerOnLoad:
+    """Unpickling it creates a marker file: proof that code ran on load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_an_export_archive_that_unpickles_code_is_refused(tmp_path: Path, run_dirs: dict,
+                                                          trained) -> None:
+    import zipfile
+
+    exported = tmp_path / "net.pt2"
+    torch.export.save(torch.export.export(trained, (torch.zeros(2, 1, 28, 28),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)),
+                      str(exported))
+    marker = tmp_path / "code-ran"
+    hostile = tmp_path / "hostile.pt2"
+    with zipfile.ZipFile(exported) as source, zipfile.ZipFile(hostile, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if "/data/sample_inputs/" in info.filename:
+                buffer = io.BytesIO()
+                torch.save(((MarkerOnLoad(marker),), {}), buffer)
+                data = buffer.getvalue()
+            target.writestr(info, data)
+    with pytest.raises(ModelError, match="sample_inputs.*pickled Python objects"):
+        digits(str(hostile), run_dirs)
+    assert not marker.exists()
+    assert digits(str(exported), run_dirs).n_samples == 40  # a plain export still loads
 
 
 def test_pickled_module_needs_trust(tmp_path: Path, run_dirs: dict, trained) -> None:
