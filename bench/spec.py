@@ -132,6 +132,30 @@ def _line_map(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
+MAX_SPEC_NODES = 20_000
+
+
+def _expansion_problem(root: yaml.Node) -> str | None:
+    """Why a composed YAML tree cannot be a spec: aliases that expand past MAX_SPEC_NODES
+    nodes ("billion laughs") or that refer to themselves; None when it is fine."""
+    count = 0
+    stack: list[tuple[yaml.Node, frozenset[int]]] = [(root, frozenset())]
+    while stack:
+        node, ancestors = stack.pop()
+        count += 1
+        if count > MAX_SPEC_NODES:
+            return (f"the spec expands to more than {MAX_SPEC_NODES} YAML nodes (nested "
+                    "aliases?); a task spec is small")
+        if id(node) in ancestors:
+            return "a YAML alias refers to itself (a recursive structure cannot be a spec)"
+        inner = ancestors | {id(node)}
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, inner) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, inner) for child in node.value)
+    return None
+
+
 def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
     loc = tuple(loc)
     while loc and loc not in lines:
@@ -197,7 +221,10 @@ def validate_spec_file(path: str | Path, overrides: list[str] | None = None) -> 
 def _load_and_check(path: Path, overrides: list[str]) -> tuple[TaskSpec | None, list[str]]:
     text = path.read_text(encoding="utf-8")
     try:
-        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", []))
+        root = yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", [])
+        if problem := _expansion_problem(root):
+            return None, [f"{path}:1: {problem}"]
+        lines = _line_map(root)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
