@@ -130,6 +130,11 @@ TRUST_HINT = ("save a state_dict (torch.save(model.state_dict(), f)), TorchScrip
 
 
 def _load_checkpoint(path: Path, trust: bool) -> Any:
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise ModelError(f"{path} is not a PyTorch checkpoint (neither a torch.save archive "
+                         "nor a pickle)", "give a .pt/.pth state_dict, TorchScript or .pt2 file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -208,6 +208,9 @@ def read_leaderboard_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     except (UnicodeDecodeError, csv.Error) as exc:
         raise BenchError(f"leaderboard {path} is not a UTF-8 CSV file arbench wrote: {exc}",
                          "move it aside, or pass --leaderboard-dir DIR") from exc
+    except OSError as exc:
+        raise BenchError(f"cannot read leaderboard {path}: {exc.strerror or exc}",
+                         "check the path, or pass --no-leaderboard") from exc
     if not table:
         raise BenchError(f"leaderboard {path} is empty (no header)",
                          "remove the empty file, or pass --leaderboard-dir DIR")

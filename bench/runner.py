@@ -42,7 +42,11 @@ LEADERBOARD_DIR = REPO_ROOT / "leaderboards"
 def pick_device(requested: str | None = None) -> torch.device:
     """``cuda`` when available (or the requested device), else ``cpu``."""
     if requested:
-        device = torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError as exc:
+            raise BenchError(f"unknown device {requested!r}",
+                             "use cpu, cuda or cuda:N") from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise BenchError(f"device {requested!r} requested but CUDA is not available",
                              "use --device cpu")
@@ -79,6 +83,23 @@ def build_dataset(spec: TaskSpec, split: str | None = None) -> BenchDataset:
     if len(dataset) == 0:
         raise DataError(f"data set at {root} (split {split or spec.dataset.split!r}) is empty")
     return dataset
+
+
+def checked_run_options(spec: TaskSpec, batch_size: int | None, limit: int | None,
+                        workers: int, seed: int) -> int:
+    """Refuse run options that would be silently replaced or crash later; return the batch
+    size (``batch_size``, else the spec's ``protocol.batch_size``, else 64)."""
+    chosen = spec.protocol.get("batch_size", 64) if batch_size is None else batch_size
+    where = "--batch-size" if batch_size is not None else "protocol.batch_size"
+    if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
+        raise BenchError(f"{where} must be a whole number of at least 1, got {chosen!r}")
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise BenchError(f"--limit must be at least 1, got {limit}")
+    if workers < 0:
+        raise BenchError(f"--workers must be 0 or more, got {workers}")
+    if not 0 <= seed < 2**32:
+        raise BenchError(f"--seed must be in [0, 2**32), got {seed}")
+    return chosen
 
 
 def _distributed() -> tuple[int, int]:
@@ -142,6 +163,7 @@ def evaluate(
     appends one row to ``leaderboards/<task>.csv`` unless ``leaderboard`` is False.
     """
     spec = task if isinstance(task, TaskSpec) else load_spec(task, overrides)
+    batch_size = checked_run_options(spec, batch_size, limit, workers, seed)
     family: Family = FAMILIES.get(spec.family)()
     rank, world = _distributed()
     torch_device = pick_device(device)
@@ -155,8 +177,6 @@ def evaluate(
     dataset = build_dataset(spec)
     indices = list(range(len(dataset)))
     if limit is not None:
-        if limit < 1:
-            raise BenchError(f"--limit must be at least 1, got {limit}")
         indices = indices[:limit]
     n_total = len(indices)
     local = torch.utils.data.Subset(dataset, indices[rank::world])
@@ -175,7 +195,7 @@ def evaluate(
 
     loader = torch.utils.data.DataLoader(
         local,
-        batch_size=batch_size or int(spec.protocol.get("batch_size", 64)),
+        batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
         collate_fn=family.collate,

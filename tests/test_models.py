@@ -97,8 +97,10 @@ def test_pickled_module_needs_trust(tmp_path: Path, run_dirs: dict, trained) -> 
 def test_corrupt_checkpoint(tmp_path: Path, run_dirs: dict) -> None:
     path = tmp_path / "broken.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="broken.pt"):
+    with pytest.raises(ModelError, match="broken.pt is not a PyTorch checkpoint"):
         digits(str(path), run_dirs, arch="nets:tiny_cnn")
+    with pytest.raises(ModelError, match="not a PyTorch checkpoint"):
+        digits(str(path), run_dirs, arch="nets:tiny_cnn", trust_checkpoint=True)
 
 
 def test_python_callable(run_dirs: dict) -> None:
