@@ -161,6 +161,10 @@ def test_predictions_files(tmp_path: Path, run_dirs: dict) -> None:
     np.savez(npz, ids=np.array(ids[:10]), logits=logits[:10])
     with pytest.raises(ModelError, match="no prediction for sample 'test/00010'"):
         digits(None, run_dirs, predictions=str(npz))
+    csv_path.write_text("\n".join([*rows, rows[3]]) + "\n")
+    with pytest.raises(ModelError,
+                       match=r"two predictions for sample 'test/00002' \(rows 3 and 41\)"):
+        digits(None, run_dirs, predictions=str(csv_path))
 
 
 def _samples(n: int) -> list[dict]:
