@@ -121,16 +121,16 @@ def layout_polygons(layout_type: int, corners: np.ndarray, height: int, width: i
 def rasterize_layout(layout_type: int, corners: np.ndarray, height: int, width: int
                      ) -> np.ndarray:
     """The surface label map [H,W] uint8 (1..5) of an LSUN layout type and its corners."""
+    from skimage.draw import polygon as polygon_pixels
+
     out = np.zeros((height, width), dtype=np.uint8)
-    shift = 4
-    # Closed (inner) surfaces last so they win the shared edges.
+    # Closed (inner) surfaces last so they win the shared edges; a pixel belongs to a
+    # surface when its centre lies inside the surface's polygon.
     ordered = sorted(layout_polygons(layout_type, corners, height, width),
                      key=lambda item: item[0] == FRONT and int(layout_type) == 0)
     for label, polygon in ordered:
-        points = np.round(polygon * (1 << shift)).astype(np.int64)
-        points = np.clip(points, -(1 << 28), 1 << 28).astype(np.int32)
-        cv2.fillPoly(out, [points.reshape(-1, 1, 2)], int(label), lineType=cv2.LINE_8,
-                     shift=shift)
+        rows, cols = polygon_pixels(polygon[:, 1], polygon[:, 0], shape=(height, width))
+        out[rows, cols] = label
     return out
 
 
