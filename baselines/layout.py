@@ -139,7 +139,19 @@ def build_cnn(spec: Any, info: Any, device: torch.device) -> Callable[[dict], An
 
 def train_cnn(spec: Any, device: torch.device, out: Path | None = None,
               epochs: int | None = None, seed: int = 0) -> Path:
-    """Cross-entropy on the labels + L1 on log layout depth; flips swap left and right."""
+    """Cross-entropy on the labels + L1 on log layout depth; flips swap left and right.
+    Runs on one CPU thread (on a busy 2-core machine more threads thrash)."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _train_cnn(spec, device, out, epochs, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_cnn(spec: Any, device: torch.device, out: Path | None, epochs: int | None,
+               seed: int) -> Path:
     torch.manual_seed(seed)
     dataset, layouts = _training_layouts(spec)
     samples = [dataset[i] for i in range(len(dataset))]
@@ -154,7 +166,7 @@ def train_cnn(spec: Any, device: torch.device, out: Path | None = None,
                    "nearest")[:, 0].long()
     depths = small(torch.stack([s["layout_depth"] for s in samples])[:, None], "nearest")[:, 0]
     module = LayoutNet(depth_scale=float(depths[depths > 0].median())).to(device)
-    epochs = epochs or 15
+    epochs = epochs or 12
     steps = epochs * ((len(images) + 15) // 16)
     optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
