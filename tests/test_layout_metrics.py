@@ -94,8 +94,12 @@ def test_layout_depth_errors() -> None:
     # 3 pixels with ground truth: errors 1, 0, -2 -> RMSE sqrt(5/3);
     # AbsRel (1/1 + 0/2 + 2/4) / 3 = 0.5.
     rmse, abs_rel = depth_errors(pred, gt)
-    assert rmse == pytest.approx(math.sqrt(5 / 3))
-    assert abs_rel == pytest.approx(0.5)
+    assert float(rmse) == pytest.approx(math.sqrt(5 / 3))
+    assert float(abs_rel) == pytest.approx(0.5)
+    # batched: the second image (perfect) has errors 0 and 0.
+    rmse, abs_rel = depth_errors(torch.stack([pred, gt]), torch.stack([gt, gt]))
+    assert rmse.tolist() == pytest.approx([math.sqrt(5 / 3), 0.0])
+    assert abs_rel.tolist() == pytest.approx([0.5, 0.0])
 
 
 def test_rasterize_single_line_types() -> None:

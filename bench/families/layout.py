@@ -174,9 +174,9 @@ def check_label_map(name: str, labels: Any, height: int, width: int) -> torch.Te
     if labels.ndim != 2 or tuple(labels.shape) != (height, width):
         raise ContractError(f"{name}: label map has shape {tuple(labels.shape)}, "
                             f"expected ({height}, {width})")
-    if labels.is_floating_point():
-        if not torch.isfinite(labels).all() or bool((labels != labels.round()).any()):
-            raise ContractError(f"{name}: label map holds non-integer values")
+    if labels.is_floating_point() and (
+            not torch.isfinite(labels).all() or bool((labels != labels.round()).any())):
+        raise ContractError(f"{name}: label map holds non-integer values")
     labels = labels.long()
     if bool(((labels < 0) | (labels >= NUM_LABELS)).any()):
         bad = int(labels[(labels < 0) | (labels >= NUM_LABELS)][0])
@@ -215,8 +215,9 @@ class LayoutFamily(Family):
         """Normalise to ``{"labels", "type", "corners", "layout_depth", "plane_map"}``: lists
         with one entry per image (None where the prediction lacks it)."""
         if not isinstance(pred, dict):
-            raise ContractError("a layout prediction is a dict with 'labels' and/or 'type' and "
-                                f"'corners' (and optional 'layout_depth'), got {type(pred).__name__}")
+            raise ContractError("a layout prediction is a dict with 'labels' and/or 'type' "
+                                "and 'corners' (and optional 'layout_depth'), got "
+                                f"{type(pred).__name__}")
         known = {"labels", "type", "corners", "layout_depth", "plane_map"}
         if not known & set(pred):
             raise ContractError(f"a layout prediction needs 'labels' or 'type' + 'corners'; "

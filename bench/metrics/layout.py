@@ -31,6 +31,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from bench.errors import ContractError
+from bench.families.layout import NUM_LABELS
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
 
@@ -46,12 +47,13 @@ def contingency(pred: torch.Tensor, gt: torch.Tensor, size: int | None = None) -
     return table.view(rows, cols).cpu().numpy()
 
 
-def pixel_error(pred: torch.Tensor, gt: torch.Tensor, correspondence: str = "hungarian"
-                ) -> float:
+def pixel_error(pred: torch.Tensor, gt: torch.Tensor, correspondence: str = "hungarian",
+                size: int | None = None) -> float:
     """Share of pixels [0,1] whose label differs. ``hungarian`` (LSUN's official toolkit):
     labels are compared after the one-to-one label correspondence that agrees on the most
-    pixels; ``none``: labels compared as they are."""
-    table = contingency(pred, gt)
+    pixels; ``none``: labels compared as they are. ``size``: label values are below it
+    (found from the maps when None)."""
+    table = contingency(pred, gt, size)
     total = table.sum()
     if correspondence == "none":
         n = min(table.shape)
@@ -111,13 +113,16 @@ def plane_iou(pred: torch.Tensor, gt: torch.Tensor, threshold: float = PLANE_IOU
     return mean_iou, float(1.0 - agree / table.sum())
 
 
-def depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[float, float]:
-    """(RMSE m, AbsRel) of predicted layout depth over pixels with ground truth > 0."""
+def depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image (RMSE m, AbsRel) [B] of predicted layout depth [B,H,W] (or [H,W]) over
+    pixels with ground truth > 0; NaN for an image without any."""
     mask = gt > 0
-    if not bool(mask.any()):
-        return float("nan"), float("nan")
-    p, d = pred[mask].double(), gt[mask].double()
-    return float(((p - d) ** 2).mean().sqrt()), float(((p - d).abs() / d).mean())
+    count = mask.flatten(-2).sum(-1).double()
+    diff = torch.where(mask, pred.float() - gt.float(), 0.0)
+    relative = diff.abs() / torch.where(mask, gt.float(), 1.0)
+    rmse = ((diff * diff).flatten(-2).sum(-1).double() / count).sqrt()
+    abs_rel = relative.flatten(-2).sum(-1).double() / count
+    return rmse, abs_rel
 
 
 class _PerImageMetric(Metric):
@@ -181,7 +186,7 @@ class LsunLayoutMetric(_PerImageMetric):
             if labels is None:
                 raise ContractError(f"{name}: the lsun_layout metric needs a label map or a "
                                     "type with corners")
-            values["pixel_error"].append(pixel_error(labels, gt, self.correspondence))
+            values["pixel_error"].append(pixel_error(labels, gt, self.correspondence, NUM_LABELS))
             corners = pred["corners"][i]
             height, width = gt.shape[-2:]
             values["corner_error"].append(float("nan") if corners is None else corner_error(
@@ -232,12 +237,20 @@ class LayoutDepthMetric(_PerImageMetric):
             raise ContractError("the layout_depth metric needs samples with 'layout_depth' "
                                 "(this data set has none)")
         values: dict[str, list[float]] = {key: [] for key in self.keys}
-        for i in range(len(batch["id"])):
-            depth = pred["layout_depth"][i]
-            rmse, abs_rel = (float("nan"), float("nan")) if depth is None else depth_errors(
-                depth, batch["layout_depth"][i].to(depth.device))
-            values["layout_rmse"].append(rmse)
-            values["layout_abs_rel"].append(abs_rel)
+        depths = pred["layout_depth"]
+        if all(d is not None for d in depths) and len({tuple(d.shape) for d in depths}) == 1 \
+                and isinstance(batch["layout_depth"], torch.Tensor):
+            gt = batch["layout_depth"]
+            rmse, abs_rel = depth_errors(torch.stack(depths).to(gt.device), gt)
+            values["layout_rmse"], values["layout_abs_rel"] = rmse.tolist(), abs_rel.tolist()
+            return self._record(values)
+        for i, depth in enumerate(depths):
+            if depth is None:
+                rmse, abs_rel = torch.tensor(float("nan")), torch.tensor(float("nan"))
+            else:
+                rmse, abs_rel = depth_errors(depth, batch["layout_depth"][i].to(depth.device))
+            values["layout_rmse"].append(float(rmse))
+            values["layout_abs_rel"].append(float(abs_rel))
         return self._record(values)
 
 

@@ -22,6 +22,7 @@ the planes; the type and corners follow from the room's edges, clipped to the im
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -228,7 +229,7 @@ def layout_from_view(camera: Camera, outline: np.ndarray, height: float,
     right); None when the view is not one of LSUN's layouts."""
     count = len(outline)
     shared = []
-    for a, b in zip(walls, walls[1:], strict=False):
+    for a, b in itertools.pairwise(walls):
         if b == (a + 1) % count:
             vertex = b
         elif a == (b + 1) % count:
