@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from bench.adapters.base import ensure_embedded, resolve_root
+from bench.adapters.base import ensure_embedded
 from bench.adapters.lsun_layout import LsunLayoutDataset
 from bench.errors import DataError
 from bench.families.layout import LayoutFamily, rasterize_layout
@@ -89,7 +89,7 @@ def test_lsun_results_file_is_read_as_the_challenge_format(tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def rooms() -> LsunLayoutDataset:
-    root = ensure_embedded("synthetic-rooms", resolve_root("synthetic-rooms", "synthetic-rooms"))
+    root = ensure_embedded("synthetic-rooms")
     return LsunLayoutDataset(root, "validation")
 
 
