@@ -363,7 +363,8 @@ class MeshError(Metric):
 @METRICS.register("hand_samples")
 class HandSamples(Metric):
     """A figure of the first ``count`` samples: image, ground-truth (green) and predicted
-    (red) skeletons projected with K. Produces no numbers."""
+    (red) skeletons projected with K. Produces no numbers. Each piece keeps its own first
+    ``count``; the figure shows the first ``count`` of the merged states."""
 
     def __init__(self, count: int = 6, size: int = 160) -> None:
         super().__init__()
@@ -393,7 +394,8 @@ class HandSamples(Metric):
         return {}
 
     def figures(self, out_dir: Path) -> list[Path]:
-        images, uv = self.state("images").cpu(), self.state("uv").cpu().numpy()
+        images = self.state("images")[: self.count].cpu()
+        uv = self.state("uv")[: self.count].cpu().numpy()
         if not len(images):
             return []
         fig, axes = new_figure(1, len(images), figsize=(2.4 * len(images), 2.6), squeeze=False)
