@@ -247,7 +247,8 @@ def overlay_sheet(name: str, frames: np.ndarray, labels: np.ndarray, out_dir: Pa
         image = frames[t].transpose(1, 2, 0).astype(np.float32)
         colour = palette[np.clip(labels[t], 0, 255)]
         fg = (labels[t] > 0)[..., None]
-        blended = np.where(fg, 0.5 * image + 0.5 * colour, image).astype(np.uint8)
+        blended = np.ascontiguousarray(np.where(fg, 0.5 * image + 0.5 * colour, image),
+                                       dtype=np.uint8)
         cv2.putText(blended, f"{t:05d}", (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(blended)
