@@ -102,6 +102,19 @@ def checked_run_options(spec: TaskSpec, batch_size: int | None, limit: int | Non
     return chosen
 
 
+def build_metrics(spec: TaskSpec, device: torch.device | str = "cpu") -> list[Metric]:
+    """Fresh instances of the spec's metrics, with their parameters, states on ``device``."""
+    return [METRICS.get(m.name)(**m.params).to(device) for m in spec.metrics]
+
+
+def shard(indices: list[int], rank: int, world: int) -> list[int]:
+    """Rank ``rank``'s consecutive share of ``indices`` (sizes differ by at most one), so
+    states gathered in rank order follow the samples' order, as in a single process."""
+    size, extra = divmod(len(indices), world)
+    start = rank * size + min(rank, extra)
+    return indices[start:start + size + (rank < extra)]
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); initialises torch.distributed when launched by torchrun."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
@@ -179,14 +192,14 @@ def evaluate(
     if limit is not None:
         indices = indices[:limit]
     n_total = len(indices)
-    local = torch.utils.data.Subset(dataset, indices[rank::world])
+    local = torch.utils.data.Subset(dataset, shard(indices, rank, world))
     family.check_sample(dataset[indices[0]])
 
     predictor, model_info = load_model(
         model, family, spec, dataset, torch_device, arch=arch, predictions=predictions,
         trust_checkpoint=trust_checkpoint, name=name,
     )
-    metrics: list[Metric] = [METRICS.get(m.name)(**m.params).to(torch_device) for m in spec.metrics]
+    metrics = build_metrics(spec, torch_device)
 
     run_id = _new_run_id(rank, world)
     run_dir = Path(out_dir) / spec.task / _safe_name(model_info.name) / run_id

@@ -299,7 +299,7 @@ class DepthMetrics(Metric):
         self.add_state("empty", torch.zeros((), dtype=torch.float64), "sum")
         for name in ("raised_to_min", "lowered_to_max", "evaluated_pixels"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), "sum")
-        self._figure_samples: list[dict[str, Any]] = []
+        self.add_object_state("figure_samples", "extend", limit=self.n_figures)
         self.higher_is_better = {key: HIGHER_IS_BETTER.get(key, False) for key in ERROR_KEYS}
         self.per_sample_key = {key: key for key in ERROR_KEYS} if average == "image" else {}
 
@@ -341,14 +341,14 @@ class DepthMetrics(Metric):
             out["valid_pixels"].append(sums["n"].float())
             self.accumulate("evaluated_pixels", sums["n"].sum())
             for row, index in enumerate(group):
-                if len(self._figure_samples) < self.n_figures:
+                if self.has_room("figure_samples"):
                     self._keep_for_figure(batch, index, gt[row], mask[row:row + 1], depth[row])
         return {key: torch.cat(chunks) for key, chunks in out.items()}
 
     def _keep_for_figure(self, batch: dict[str, Any], index: int, gt: torch.Tensor,
                          mask: torch.Tensor, depth: torch.Tensor) -> None:
         image = batch["image"][index]
-        self._figure_samples.append({
+        self.accumulate("figure_samples", {
             "id": str(batch["id"][index]),
             "image": (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().cpu().numpy(),
             "gt": gt.cpu().numpy(), "mask": mask[0].cpu().numpy(),
@@ -377,7 +377,7 @@ class DepthMetrics(Metric):
 
     def figures(self, out_dir: Path) -> list[Path]:
         return [error_figure(sample, out_dir, self.min_depth, self.max_depth)
-                for sample in self._figure_samples]
+                for sample in self.state("figure_samples")]
 
 
 def error_figure(sample: dict[str, Any], out_dir: Path, min_depth: float,
@@ -446,7 +446,7 @@ class TemporalStability(Metric):
         self.add_state("pred", torch.zeros(0, *self.size, dtype=torch.float16), "cat")
         self.add_state("gt", torch.zeros(0, *self.size, dtype=torch.float16), "cat")
         self.add_state("gt_ok", torch.zeros(0, dtype=torch.bool), "cat")
-        self._names: dict[int, str] = {}
+        self.add_object_state("names", "union")
         self.higher_is_better = {"temporal_change": False, "temporal_change_gt": False}
 
     def _resize(self, value: torch.Tensor) -> torch.Tensor:
@@ -468,7 +468,8 @@ class TemporalStability(Metric):
             gt_ok.append(bool(valid.all()))
             gt_inverse.append(self._resize(torch.where(
                 valid, 1.0 / batch["depth"][index].float().clamp(min=1e-6), 0.0)))
-            self._names[int(batch["sequence_index"][index])] = str(batch["sequence"][index])
+            self.accumulate("names", {int(batch["sequence_index"][index]):
+                                      str(batch["sequence"][index])})
         keys = torch.stack([torch.as_tensor(batch["sequence_index"]).long().cpu(),
                             torch.as_tensor(batch["frame_index"]).long().cpu()], dim=1)
         self.accumulate("keys", keys.to(self._defaults["keys"].device))
@@ -505,7 +506,7 @@ class TemporalStability(Metric):
         keys, pred, _, _ = self._ordered()
         paths: list[Path] = []
         for seq_index in torch.unique(keys[:, 0]).tolist():
-            name = self._names.get(seq_index, f"seq{seq_index}")
+            name = self.state("names").get(seq_index, f"seq{seq_index}")
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             rows = (keys[:, 0] == seq_index).nonzero()[:, 0]
             frames = [colorize(pred[i].cpu().numpy(), cmap="magma", lo=-2.0, hi=2.0)

@@ -150,8 +150,8 @@ class DavisJF(Metric):
         self.exclude = bool(exclude_first_last)
         self.n_figures = int(figures)
         self.add_state("objects", torch.zeros(0, 8, dtype=torch.float64), "cat")
-        self._names: dict[int, str] = {}
-        self._sheets: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self.add_object_state("names", "union")
+        self.add_object_state("sheets", "extend", limit=self.n_figures)
         self.higher_is_better = {"J&F-Mean": True, "J-Mean": True, "J-Recall": True,
                                  "J-Decay": False, "F-Mean": True, "F-Recall": True,
                                  "F-Decay": False}
@@ -178,7 +178,7 @@ class DavisJF(Metric):
             num_objects = int(batch["num_objects"][index])
             scores = self.sequence_scores(gt, pred[index], num_objects)
             seq_index = int(batch["sequence_index"][index])
-            self._names[seq_index] = str(sequence)
+            self.accumulate("names", {seq_index: str(sequence)})
             ids = torch.tensor([[seq_index, obj + 1] for obj in range(num_objects)],
                                dtype=torch.float64).reshape(num_objects, 2)
             self.accumulate("objects", torch.cat([ids, scores], dim=1))
@@ -187,9 +187,9 @@ class DavisJF(Metric):
             out["F"].append(f)
             out["J&F"].append((j + f) / 2)
             out["objects"].append(float(num_objects))
-            if len(self._sheets) < self.n_figures:
-                self._sheets.append((str(sequence), batch["frames"][index].cpu().numpy(),
-                                     pred[index].cpu().numpy()))
+            if self.has_room("sheets"):
+                self.accumulate("sheets", (str(sequence), batch["frames"][index].cpu().numpy(),
+                                           pred[index].cpu().numpy()))
         return {key: torch.tensor(values) for key, values in out.items()}
 
     def compute(self) -> dict[str, float]:
@@ -203,7 +203,8 @@ class DavisJF(Metric):
     def per_object(self) -> list[dict[str, Any]]:
         """One row per object: ``Sequence`` (``<seq>_<id>``), J-Mean, F-Mean and the rest."""
         rows = sorted(self.state("objects").tolist(), key=lambda r: (r[0], r[1]))
-        return [{"Sequence": f"{self._names.get(int(r[0]), f'seq{int(r[0])}')}_{int(r[1])}",
+        names = self.state("names")
+        return [{"Sequence": f"{names.get(int(r[0]), f'seq{int(r[0])}')}_{int(r[1])}",
                  **dict(zip(STAT_KEYS, r[2:], strict=True))} for r in rows]
 
     def details(self) -> dict[str, Any]:
@@ -228,7 +229,7 @@ class DavisJF(Metric):
             for row in self.per_object():
                 writer.writerow([row["Sequence"], f"{row['J-Mean']:.6f}", f"{row['F-Mean']:.6f}"])
         paths = [global_csv, per_csv]
-        for name, frames, labels in self._sheets:
+        for name, frames, labels in self.state("sheets"):
             paths.append(overlay_sheet(name, frames, labels, out_dir))
         return paths
 
@@ -246,7 +247,8 @@ def overlay_sheet(name: str, frames: np.ndarray, labels: np.ndarray, out_dir: Pa
         image = frames[t].transpose(1, 2, 0).astype(np.float32)
         colour = palette[np.clip(labels[t], 0, 255)]
         fg = (labels[t] > 0)[..., None]
-        blended = np.where(fg, 0.5 * image + 0.5 * colour, image).astype(np.uint8)
+        blended = np.ascontiguousarray(np.where(fg, 0.5 * image + 0.5 * colour, image),
+                                       dtype=np.uint8)
         cv2.putText(blended, f"{t:05d}", (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(blended)

@@ -360,16 +360,16 @@ class _ShapeMetric(Metric):
         super().__init__()
         self.add_state("values", torch.zeros(0, 0, dtype=torch.float64), "cat")
         self.add_state("classes", torch.zeros(0, dtype=torch.long), "cat")
-        self.class_names: dict[int, str] = {}
+        self.add_object_state("class_names", "union")
 
     def _record(self, rows: list[dict[str, float]],
                 batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         table = torch.tensor([[row[k] for k in self.keys] for row in rows], dtype=torch.float64)
         self.accumulate("values", table)
         self.accumulate("classes", torch.as_tensor(batch["class_index"]).long().reshape(-1).cpu())
-        for index, name in zip(torch.as_tensor(batch["class_index"]).reshape(-1).tolist(),
-                               batch["class_name"], strict=True):
-            self.class_names[int(index)] = str(name)
+        indices = torch.as_tensor(batch["class_index"]).reshape(-1).tolist()
+        self.accumulate("class_names", {int(index): str(name) for index, name
+                                        in zip(indices, batch["class_name"], strict=True)})
         return {key: table[:, column] for column, key in enumerate(self.keys)}
 
     def compute(self) -> dict[str, float]:
@@ -377,7 +377,7 @@ class _ShapeMetric(Metric):
         if values.numel() == 0:
             return {}
         overall, self._per_class = _class_tables(values, self.state("classes"),
-                                                 self.class_names, self.keys)
+                                                 self.state("class_names"), self.keys)
         return overall
 
     def details(self) -> dict[str, Any]:
@@ -418,8 +418,7 @@ class ShapeSurface(_ShapeMetric):
         self.reduction = chamfer_reduction
         self.grid_level = grid_level
         self.seed = seed
-        self.figure_samples = figure_samples
-        self._figures: list[dict[str, Any]] = []
+        self.add_object_state("examples", "extend", limit=int(figure_samples))
         self.fscore_names = [f"{100 * f:g}%" for f in self.fractions]
         self.keys = ["chamfer_l1", "chamfer_l2", "accuracy", "completeness", "accuracy2",
                      "completeness2", "normal_consistency", "iou", "gt_watertight"]
@@ -470,11 +469,11 @@ class ShapeSurface(_ShapeMetric):
             gt_v = _numpy(batch["vertices"][i]).astype(np.float64)
             gt_f = _numpy(batch["faces"][i]).astype(np.int64)
             rows.append(self.evaluate_one(sample_pred, gt_v, gt_f, str(batch["id"][i]), device))
-            if len(self._figures) < self.figure_samples:
-                self._figures.append({"id": batch["id"][i], "image": _numpy(batch["image"][i]),
-                                      "gt": (gt_v, gt_f), "pred": sample_pred,
-                                      "K": _numpy(batch["K"][i]), "R": _numpy(batch["R"][i]),
-                                      "t": _numpy(batch["t"][i])})
+            if self.has_room("examples"):
+                self.accumulate("examples", {
+                    "id": batch["id"][i], "image": _numpy(batch["image"][i]),
+                    "gt": (gt_v, gt_f), "pred": sample_pred, "K": _numpy(batch["K"][i]),
+                    "R": _numpy(batch["R"][i]), "t": _numpy(batch["t"][i])})
         return self._record(rows, batch)
 
     def compute(self) -> dict[str, float]:
@@ -499,13 +498,14 @@ class ShapeSurface(_ShapeMetric):
 
     def figures(self, out_dir: Path) -> list[Path]:
         """image | ground truth | prediction for the first few samples, one PNG."""
-        if not self._figures:
+        examples = self.state("examples")
+        if not examples:
             return []
         from bench.families.shape import render_panel
 
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "shape_examples.png"
-        render_panel(self._figures, path, self.grid_level)
+        render_panel(examples, path, self.grid_level)
         return [path]
 
 
