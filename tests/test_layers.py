@@ -40,7 +40,7 @@ BOTTOM_ALLOWED = {"geometry": {"errors"}, "formats": {"errors"}}
 
 
 def module_name(path: Path) -> str:
-    """Dotted module name of a file under bench/ (``bench/adapters/bop.py`` -> ``bench.adapters.bop``)."""
+    """Dotted module name of a file: ``bench/adapters/bop.py`` -> ``bench.adapters.bop``."""
     parts = list(path.relative_to(BENCH.parent).with_suffix("").parts)
     if parts[-1] == "__init__" and len(parts) > 2:
         parts = parts[:-1]
@@ -56,7 +56,8 @@ def part_of(module: str) -> str:
 def bench_imports(path: Path) -> list[tuple[int, str]]:
     """(line, imported bench module) for every import in the file, at any depth."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else module_name(path)
+    module = module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -120,5 +121,6 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path, monkeypatch: pyt
     assert layer_violations() == [
         "bench/geometry/mesh.py:1: bench.geometry.mesh -> bench.formats.obj"
         " (the bottom layer imports only bench.errors)",
-        "bench/metrics/shape.py:2: bench.metrics.shape -> bench.adapters.r2n2 (sideways: metrics -> adapters)",
+        "bench/metrics/shape.py:2: bench.metrics.shape -> bench.adapters.r2n2"
+        " (sideways: metrics -> adapters)",
     ]
