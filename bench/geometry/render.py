@@ -14,7 +14,7 @@ Usage::
 Per frame the renderer gives an RGB image (Lambertian + ambient shading, optional
 triplanar texture from an image, optional sensor noise), metric z-depth, the valid mask,
 the instance map and one mask per object, each object's pose in the camera frame, and
-the camera itself. ``back_project`` turns depth into a point cloud.
+the camera itself. ``bench.geometry.cameras.back_project`` turns depth into a point cloud.
 """
 
 from __future__ import annotations
