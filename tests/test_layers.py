@@ -108,6 +108,15 @@ def test_imports_go_down_only():
     assert not violations, "imports against the layers:\n" + "\n".join(violations)
 
 
+def test_baselines_import_below_the_cli():
+    baselines = BENCH.parent / "baselines"
+    above = {part for part, layer in LAYERS.items() if layer >= LAYERS["cli"]}
+    found = [f"{path.relative_to(BENCH.parent)}:{line}: {target}"
+             for path in sorted(baselines.rglob("*.py"))
+             for line, target in bench_imports(path) if part_of(target) in above]
+    assert not found, "baselines import the cli:\n" + "\n".join(found)
+
+
 def test_the_walk_sees_imports_inside_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     package = tmp_path / "bench"
     (package / "metrics").mkdir(parents=True)

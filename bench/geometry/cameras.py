@@ -14,6 +14,7 @@ import numpy as np
 
 from bench.geometry.rotations import rotation_matrix
 
+# 3D-R2N2's renderer puts the camera at distance_ratio x this (ShapeNet units).
 R2N2_MAX_CAMERA_DIST = 1.75
 # fx, fy, cx, cy of the NYU v2 Kinect colour camera at 640x480 (as BTS uses).
 NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
