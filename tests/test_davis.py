@@ -14,14 +14,8 @@ from PIL import Image
 
 from bench.adapters.davis import DavisDataset
 from bench.errors import ContractError, DataError
-from bench.metrics.segmentation import (
-    boundary_radius,
-    davis_palette,
-    f_measure,
-    jaccard,
-    seg2bmap,
-    statistics,
-)
+from bench.formats.palette import davis_palette
+from bench.metrics.segmentation import boundary_radius, f_measure, jaccard, seg2bmap, statistics
 from bench.runner import build_dataset, evaluate
 from bench.spec import load_spec
 

@@ -15,9 +15,10 @@ import torch
 from bench.adapters.freihand import FREIHAND_FROM, FreiHandDataset, to_freihand_order
 from bench.errors import ContractError, DataError
 from bench.families.handpose import HandPoseFamily, read_pred_json
+from bench.geometry.cameras import project
+from bench.geometry.hand import BONES, KEYPOINT_NAMES
 from bench.runner import evaluate
 from bench.synth import hand_model
-from bench.synth.render import project
 from bench.synth.synthetic_hands import build_synthetic_hands
 
 K = [[200.0, 0.0, 31.5], [0.0, 200.0, 31.5], [0.0, 0.0, 1.0]]
@@ -57,7 +58,7 @@ def test_hand_model_bones_follow_lengths_and_limits() -> None:
     limit = hand_model.HandPose(1.0, np.zeros(5), hand_model.FLEXION_LIMITS[..., 1])
     np.testing.assert_allclose(hand_model.forward_kinematics(bent),
                                hand_model.forward_kinematics(limit))
-    assert len(hand_model.BONES) == 20 and len(hand_model.KEYPOINT_NAMES) == 21
+    assert len(BONES) == 20 and len(KEYPOINT_NAMES) == 21
 
 
 def test_embedded_set_is_freihand_layout_with_consistent_geometry(tmp_path: Path) -> None:

@@ -6,19 +6,17 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from bench.synth.render import (
+from bench.geometry.cameras import (
     Camera,
-    Scene,
-    SceneObject,
     back_project,
     intrinsics,
     look_at,
     orbit_path,
     pose_matrix,
     project,
-    random_rotation,
-    rotation_matrix,
 )
+from bench.geometry.render import Scene, SceneObject
+from bench.geometry.rotations import random_rotation, rotation_matrix
 
 K = intrinsics(100.0, 100.0, 31.5, 23.5)
 

@@ -27,7 +27,7 @@ import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
 from bench.errors import DataError
-from bench.metrics.pose import symmetry_transformations
+from bench.geometry.rotations import symmetry_transformations
 from bench.registry import ADAPTERS
 
 HOW_TO_GET = ("download the data set from https://bop.felk.cvut.cz/datasets/ (base archive, "

@@ -27,8 +27,8 @@ import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo
 from bench.errors import DataError
+from bench.geometry.hand import KEYPOINT_NAMES
 from bench.registry import ADAPTERS
-from bench.synth.hand_model import KEYPOINT_NAMES
 
 HOW_TO_GET = ("download FreiHAND_pub_v2.zip (and FreiHAND_pub_v2_eval.zip) from "
               "https://lmb.informatik.uni-freiburg.de/projects/freihand/, unzip them into one "

@@ -30,9 +30,10 @@ import numpy as np
 import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
-from bench.adapters.r2n2 import read_obj, unit_cube_normalisation
 from bench.errors import DataError
-from bench.metrics.shape import cell_centres, mesh_occupancy
+from bench.formats.obj import read_obj
+from bench.geometry.grids import cell_centres
+from bench.geometry.mesh import mesh_occupancy, unit_cube_normalisation
 from bench.registry import ADAPTERS
 
 HOW_TO_GET = ("download pix3d.zip from pix3d.csail.mit.edu, unpack it and pass "

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from bench.errors import DataError
+from bench.geometry.hand import BONES, KEYPOINT_NAMES
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
-from bench.synth.hand_model import BONES, KEYPOINT_NAMES
 
 EPS = 1e-8
 ALIGNMENTS = {"none": "", "root": "rr_", "procrustes": "pa_"}

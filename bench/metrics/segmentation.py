@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.formats.palette import davis_palette
 from bench.metrics.base import Metric
 from bench.metrics.depth import count_per_item
 from bench.registry import METRICS
@@ -115,21 +116,6 @@ def object_masks(labels: torch.Tensor, num_objects: int) -> torch.Tensor:
     """Label maps [T,H,W] -> boolean masks [num_objects, T, H, W] for ids 1..num_objects."""
     ids = torch.arange(1, num_objects + 1, device=labels.device)
     return labels[None] == ids[:, None, None, None]
-
-
-def davis_palette() -> list[int]:
-    """The DAVIS / PASCAL VOC palette as a flat list of 768 ints (id -> RGB)."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        value = index
-        for shift in range(7, -1, -1):
-            r |= (value & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 @METRICS.register("davis")

@@ -12,11 +12,12 @@ import numpy as np
 import open3d as o3d
 import torch
 
+from bench.geometry.cameras import Camera, intrinsics_from_fov, look_at
+from bench.geometry.render import Scene, SceneObject
 from bench.metrics.depth import DepthMetrics
 from bench.metrics.segmentation import f_measure, jaccard
 from bench.registry import PERF_CASES
 from bench.runner import pick_device
-from bench.synth.render import Camera, Scene, SceneObject, intrinsics_from_fov, look_at
 
 
 def _best(fn, rounds: int) -> float:

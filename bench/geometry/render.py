@@ -14,108 +14,21 @@ Usage::
 Per frame the renderer gives an RGB image (Lambertian + ambient shading, optional
 triplanar texture from an image, optional sensor noise), metric z-depth, the valid mask,
 the instance map and one mask per object, each object's pose in the camera frame, and
-the camera itself. ``back_project`` turns depth into a point cloud.
+the camera itself. ``bench.geometry.cameras.back_project`` turns depth into a point cloud.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import open3d as o3d
 
+from bench.geometry.cameras import Camera
 
-def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
-    """The pinhole matrix K [3,3] (pixels)."""
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
-def intrinsics_from_fov(width: int, height: int, fov_x_deg: float) -> np.ndarray:
-    """K for a horizontal field of view (degrees), principal point at the image centre."""
-    fx = 0.5 * width / np.tan(np.radians(fov_x_deg) / 2.0)
-    return intrinsics(fx, fx, (width - 1) / 2.0, (height - 1) / 2.0)
-
-
-def look_at(
-    eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)
-) -> tuple[np.ndarray, np.ndarray]:
-    """World->camera (R [3,3], t [3]) of a camera at ``eye`` looking at ``target``.
-
-    The camera's y axis points away from ``up`` (image y down), z towards the target.
-    """
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:
-        x = np.cross(z, np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0, 1.0, 0]))
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    rotation = np.stack([x, y, z])
-    return rotation, -rotation @ eye
-
-
-def orbit_path(
-    target: Sequence[float], radius: float, height: float, frames: int,
-    start_deg: float = 0.0, sweep_deg: float = 360.0, up: Sequence[float] = (0.0, 0.0, 1.0),
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """World->camera poses on a circle of ``radius`` around ``target`` (z up), looking at it."""
-    target = np.asarray(target, dtype=np.float64)
-    poses = []
-    for angle in np.radians(start_deg + sweep_deg * np.arange(frames) / max(frames, 1)):
-        eye = target + np.array([radius * np.cos(angle), radius * np.sin(angle), height])
-        poses.append(look_at(eye, target, up))
-    return poses
-
-
-def rotation_matrix(axis: Sequence[float], angle_deg: float) -> np.ndarray:
-    """Rotation [3,3] of ``angle_deg`` degrees about ``axis`` (Rodrigues)."""
-    axis = np.asarray(axis, dtype=np.float64)
-    axis = axis / np.linalg.norm(axis)
-    angle = np.radians(angle_deg)
-    skew = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * skew + (1 - np.cos(angle)) * skew @ skew
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random rotation [3,3] (from a random unit quaternion)."""
-    q = rng.normal(size=4)
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def pose_matrix(rotation: np.ndarray, translation: Sequence[float]) -> np.ndarray:
-    """4x4 rigid transform from R [3,3] and t [3]."""
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation
-    matrix[:3, 3] = translation
-    return matrix
-
-
-@dataclass
-class Camera:
-    """A pinhole camera: K [3,3], image size, world->camera pose (R [3,3], t [3])."""
-
-    K: np.ndarray
-    width: int
-    height: int
-    R: np.ndarray = field(default_factory=lambda: np.eye(3))
-    t: np.ndarray = field(default_factory=lambda: np.zeros(3))
-
-    @property
-    def extrinsic(self) -> np.ndarray:
-        """World->camera 4x4."""
-        return pose_matrix(self.R, self.t)
-
-    @property
-    def center(self) -> np.ndarray:
-        """Camera centre in world coordinates [3]."""
-        return -self.R.T @ self.t
+if TYPE_CHECKING:
+    import open3d as o3d
 
 
 @dataclass
@@ -179,6 +92,8 @@ class Scene:
         return len(self.objects)
 
     def _build(self) -> o3d.t.geometry.RaycastingScene:
+        import open3d as o3d
+
         if self._raycaster is None:
             self._raycaster = o3d.t.geometry.RaycastingScene()
             self._world_meshes = []
@@ -194,6 +109,8 @@ class Scene:
         self, camera: Camera, noise_std: float = 0.0, seed: int | None = None
     ) -> Frame:
         """Render ``camera``'s view. ``noise_std``: Gaussian RGB noise (0..1 units)."""
+        import open3d as o3d
+
         raycaster = self._build()
         # Open3D casts pixel (u, v) through (u + 0.5, v + 0.5); shifting the principal point
         # by half a pixel gives OpenCV's convention (pixel centres at integer coordinates).
@@ -278,19 +195,3 @@ def _triplanar(texture: np.ndarray, coords: np.ndarray, normals: np.ndarray) -> 
     cols = (np.mod(plane[:, 0], 1.0) * (width - 1)).astype(np.int64)
     rows = (np.mod(plane[:, 1], 1.0) * (height - 1)).astype(np.int64)
     return image[rows, cols, :3]
-
-
-def back_project(depth: np.ndarray, K: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Camera-frame points [N,3] (metres) of pixels with depth > 0 (and ``mask``)."""
-    keep = depth > 0 if mask is None else (depth > 0) & mask
-    rows, cols = np.nonzero(keep)
-    z = depth[rows, cols].astype(np.float64)
-    x = (cols - K[0, 2]) * z / K[0, 0]
-    y = (rows - K[1, 2]) * z / K[1, 1]
-    return np.stack([x, y, z], axis=1)
-
-
-def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pixel coordinates [N,2] of camera-frame points [N,3] (OpenCV convention)."""
-    uvw = points @ K.T
-    return uvw[:, :2] / uvw[:, 2:3]
