@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files, require_files
-from bench.adapters.nyu_depth import read_depth_png, read_rgb
 from bench.errors import DataError
 from bench.families.layout import CORNER_COUNTS
+from bench.formats.images import read_depth_png, read_rgb
 from bench.registry import ADAPTERS
 
 SPLITS = {"train": "training", "training": "training", "val": "validation",

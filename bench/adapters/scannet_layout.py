@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files, require_files
-from bench.adapters.nyu_depth import read_rgb
 from bench.errors import DataError
+from bench.formats.images import read_rgb
 from bench.registry import ADAPTERS
 
 EVAL_WIDTH, EVAL_HEIGHT = 640, 480

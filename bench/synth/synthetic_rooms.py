@@ -32,18 +32,12 @@ import cv2
 import numpy as np
 import open3d as o3d
 
-from bench.adapters.nyu_depth import write_depth_png
 from bench.families.layout import CEILING, FLOOR, rasterize_layout
+from bench.formats.images import write_depth_png
+from bench.geometry.cameras import Camera, intrinsics_from_fov, look_at, pose_matrix
+from bench.geometry.render import Scene, SceneObject
+from bench.geometry.rotations import rotation_matrix
 from bench.registry import EMBEDDED
-from bench.synth.render import (
-    Camera,
-    Scene,
-    SceneObject,
-    intrinsics_from_fov,
-    look_at,
-    pose_matrix,
-    rotation_matrix,
-)
 from bench.synth.synthetic_depth import textures
 
 WIDTH, HEIGHT = 320, 240
