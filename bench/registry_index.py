@@ -108,5 +108,6 @@ INDEX: dict[str, dict[str, tuple[str, str, str]]] = {
         'pose': ('bench.perf.pose', 'ADD-S: arbench (one tree per model, batched) vs per-pose trees and brute force.', ''),
         'retrieval': ('bench.perf.retrieval', "Seconds (best of ``rounds``) for recall@1/5/10 by arbench's exact search and faiss's", ''),
         'shape': ('bench.perf.shape', 'Seconds (best of ``rounds``) for Chamfer-L1/L2 + F-score@1% of two 100k-point sets', ''),
+        'startup': ('bench.perf.startup', 'Wall time of a fresh `arbench --help | table digits | list | validate digits', ''),
     },
 }
