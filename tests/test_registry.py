@@ -35,3 +35,54 @@ def test_entry_point_plugins_register_on_first_lookup(monkeypatch) -> None:
     monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()])
     assert table.get("plugged") is dict
     assert list(table.describe()) == [("plugged", "a plugin metric")]
+
+
+def test_builtin_table_is_complete_and_exact() -> None:
+    """The name -> (module, description, family) table equals what a full import registers."""
+    stale = []
+    for table in registry.REGISTRIES:
+        imported = table.builtin_index()
+        indexed = {name: table.summary(name) for name in table._index}
+        for name in sorted(set(imported) | set(indexed)):
+            if imported.get(name) != indexed.get(name):
+                stale.append(f"{table.kind} {name!r}: table {indexed.get(name)}, "
+                             f"modules {imported.get(name)}")
+    assert not stale, ("bench/registry_index.py is stale; regenerate it with "
+                       f"`{registry.REGENERATE}`:\n" + "\n".join(stale))
+    assert registry.render_index() == registry.INDEX_PATH.read_text(encoding="utf-8"), (
+        f"bench/registry_index.py differs from its generated text; run `{registry.REGENERATE}`")
+
+
+def test_table_answers_without_importing_and_flags_a_stale_entry() -> None:
+    table: Registry = Registry("thing", [], "arbench.tests",
+                               {"ghost": ("json", "a name json never registers", "")})
+    assert "ghost" in table
+    assert table.names() == ["ghost"]
+    assert list(table.describe()) == [("ghost", "a name json never registers")]
+    with pytest.raises(BenchError, match=r"thing 'ghost' is not registered by json: the "
+                                         r"built-in table is stale"):
+        table.get("ghost")
+
+
+def test_plugins_are_listed_beside_the_table(monkeypatch) -> None:
+    table: Registry = Registry("baseline", [], "arbench.models",
+                               {"builtin": ("json", "a built-in baseline", "depth")})
+
+    class Baseline:
+        family = "pose"
+
+    class EntryPoint:
+        def load(self) -> None:
+            table.register("plugged", "a plugin baseline")(Baseline)
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()])
+    assert table.names() == ["builtin", "plugged"]
+    assert table.summary("builtin") == ("json", "a built-in baseline", "depth")
+    assert table.summary("plugged") == (__name__, "a plugin baseline", "pose")
+    with pytest.raises(UnknownNameError, match=r"did you mean 'plugged'"):
+        table.get("pluged")
+
+
+def test_unknown_spec_name_suggests_from_the_table() -> None:
+    assert METRICS.unknown_message("voxel_io").startswith(
+        "unknown metric 'voxel_io'; did you mean 'voxel_iou'")
