@@ -86,7 +86,7 @@ def test_get_imports_one_module() -> None:
 
 
 def test_perf_case_times_fresh_processes() -> None:
-    wall, cpu = wall_and_cpu_times(["--help"], repeats=2)
+    wall, cpu = wall_and_cpu_times(["-m", "bench", "--help"], repeats=2)
     assert len(wall) == len(cpu) == 2
     assert all(0 < seconds < 30 for seconds in wall + cpu)
 
@@ -94,7 +94,7 @@ def test_perf_case_times_fresh_processes() -> None:
 def test_perf_case_names_a_failing_command() -> None:
     from bench.errors import BenchError
 
-    with pytest.raises(BenchError, match=r"`arbench table no-such-task` exited 2: arbench: "
-                                         r"error: unknown task 'no-such-task'"):
-        wall_and_cpu_times(["table", "no-such-task"], repeats=1)
+    with pytest.raises(BenchError, match=r"`python -m bench table no-such-task` exited 2: "
+                                         r"arbench: error: unknown task 'no-such-task'"):
+        wall_and_cpu_times(["-m", "bench", "table", "no-such-task"], repeats=1)
 
