@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bench.perf.startup import DIGITS_SPEC, PACKAGE_PARENT, wall_and_cpu_times
+from bench.perf.startup import DIGITS_SPEC, PACKAGE_PARENT, time_processes
 
 HEAVY = ("torch", "pandas", "open3d", "sklearn", "cv2", "scipy", "faiss", "skimage")
 
@@ -86,9 +86,10 @@ def test_get_imports_one_module() -> None:
 
 
 def test_perf_case_times_fresh_processes() -> None:
-    wall, cpu = wall_and_cpu_times(["-m", "bench", "--help"], repeats=2)
-    assert len(wall) == len(cpu) == 2
-    assert all(0 < seconds < 30 for seconds in wall + cpu)
+    runs = time_processes(["-m", "bench", "--help"], repeats=2)
+    assert len(runs.wall) == len(runs.cpu) == len(runs.peak_mib) == 2
+    assert all(0 < seconds < 30 for seconds in runs.wall + runs.cpu)
+    assert all(5 < mib < 500 for mib in runs.peak_mib)
 
 
 def test_perf_case_names_a_failing_command() -> None:
@@ -96,5 +97,5 @@ def test_perf_case_names_a_failing_command() -> None:
 
     with pytest.raises(BenchError, match=r"`python -m bench table no-such-task` exited 2: "
                                          r"arbench: error: unknown task 'no-such-task'"):
-        wall_and_cpu_times(["-m", "bench", "table", "no-such-task"], repeats=1)
+        time_processes(["-m", "bench", "table", "no-such-task"], repeats=1)
 

@@ -3,19 +3,20 @@
 Each command runs ``repeats`` times in a new interpreter (output discarded); the median
 wall time is compared with the goal of issue 14. The numbers include interpreter start and
 every import the command needs, which is what a user waits for. The median CPU time
-(user + system of the child) is shown beside it: on a machine busy with other work it
-moves much less than the wall time.
+(user + system of the child) and the peak resident memory are shown beside it: on a
+machine busy with other work the CPU time moves much less than the wall time.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.errors import BenchError
 from bench.registry import PERF_CASES
@@ -38,48 +39,57 @@ REFERENCES: list[tuple[str, list[str]]] = [
 ]
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+class Runs(NamedTuple):
+    """Per fresh process: wall seconds, CPU seconds (user + system), peak resident MiB."""
+
+    wall: list[float]
+    cpu: list[float]
+    peak_mib: list[float]
 
 
-def wall_and_cpu_times(python_args: list[str], repeats: int) -> tuple[list[float], list[float]]:
-    """(wall s, CPU s) of ``repeats`` fresh ``python PYTHON_ARGS`` processes, this package
-    first on the path; a failing run raises, naming the command."""
+def time_processes(python_args: list[str], repeats: int) -> Runs:
+    """Wall time, CPU time and peak memory of ``repeats`` fresh ``python PYTHON_ARGS``
+    processes, this package first on the path; a failing run raises, naming the command."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, *python_args]
-    wall, cpu = [], []
+    runs = Runs([], [], [])
     for _ in range(repeats):
-        cpu_start, start = _children_cpu_s(), time.perf_counter()
-        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, check=False)
-        wall.append(time.perf_counter() - start)
-        cpu.append(_children_cpu_s() - cpu_start)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise BenchError(f"`python {' '.join(python_args)}` exited {done.returncode}: {last}")
-    return wall, cpu
+        with tempfile.TemporaryFile("w+") as stderr:
+            start = time.perf_counter()
+            process = subprocess.Popen([sys.executable, *python_args], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=stderr)
+            _, status, usage = os.wait4(process.pid, 0)
+            runs.wall.append(time.perf_counter() - start)
+            process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, by wait4
+            runs.cpu.append(usage.ru_utime + usage.ru_stime)
+            runs.peak_mib.append(usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+            if process.returncode != 0:
+                stderr.seek(0)
+                last = (stderr.read().strip().splitlines() or ["no output"])[-1]
+                raise BenchError(f"`python {' '.join(python_args)}` exited "
+                                 f"{process.returncode}: {last}")
+    return runs
+
+
+def _row(command: str, runs: Runs, goal: float | None) -> dict:
+    median = statistics.median(runs.wall)
+    return {"command": command, "median wall s": f"{median:.2f}",
+            "min wall s": f"{min(runs.wall):.2f}",
+            "median CPU s": f"{statistics.median(runs.cpu):.2f}",
+            "peak MiB": f"{max(runs.peak_mib):.0f}",
+            "goal s": "" if goal is None else f"< {goal:g}",
+            "met": "" if goal is None else ("yes" if median < goal else "no")}
 
 
 @PERF_CASES.register("startup")
 def case(device: str | None = None, repeats: int = 5) -> list[dict]:
     """Wall time of a fresh `arbench --help | table digits | list | validate digits
     --no-smoke` process, median of ``repeats``, against the goals of issue 14."""
-    rows = []
-    for label, argv in REFERENCES:
-        wall, cpu = wall_and_cpu_times(argv, repeats)
-        rows.append({"command": f"{label} (floor)",
-                     "median wall s": f"{statistics.median(wall):.2f}",
-                     "min wall s": f"{min(wall):.2f}",
-                     "median CPU s": f"{statistics.median(cpu):.2f}", "goal s": "", "met": ""})
+    rows = [_row(f"{label} (floor)", time_processes(argv, repeats), None)
+            for label, argv in REFERENCES]
     for argv, goal in COMMANDS:
-        wall, cpu = wall_and_cpu_times(["-m", "bench", *argv], repeats)
-        median = statistics.median(wall)
         shown = " ".join(Path(a).name if a == str(DIGITS_SPEC) else a for a in argv)
-        rows.append({"command": f"arbench {shown}", "median wall s": f"{median:.2f}",
-                     "min wall s": f"{min(wall):.2f}",
-                     "median CPU s": f"{statistics.median(cpu):.2f}",
-                     "goal s": f"< {goal:g}", "met": "yes" if median < goal else "no"})
+        rows.append(_row(f"arbench {shown}", time_processes(["-m", "bench", *argv], repeats),
+                         goal))
     return rows
