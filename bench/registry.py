@@ -12,7 +12,8 @@ the table after adding, renaming or re-describing an entry::
 Third-party packages add entries through the entry-point groups ``arbench.adapters``,
 ``arbench.metrics``, ``arbench.families``, ``arbench.models``, ``arbench.embedded`` and
 ``arbench.perf`` (each entry point names a module to import); they load on the first
-lookup of a name the table does not know.
+lookup of a name the table does not know. A module missing from the table is imported
+only to explain an unknown name: the error then says the table is stale.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class Registry(Generic[T]):
     """A name -> object map filled by the ``register`` decorator and loaded lazily.
 
     ``index`` maps each built-in name to ``(module, description, family)``; a name it
-    lacks is looked up in the entry points, then (last resort) in every module of
-    ``packages``.
+    lacks is looked up in the entry points; only an unknown name's error message imports
+    every module of ``packages`` (for its "did you mean" list).
     """
 
     def __init__(self, kind: str, packages: list[str], entry_point_group: str,
@@ -103,7 +104,10 @@ class Registry(Generic[T]):
         self._load_plugins()
 
     def _find(self, name: str) -> bool:
-        """Register ``name`` by importing the fewest modules; whether it exists."""
+        """Register ``name`` by importing its one module (or the plugins); whether it exists.
+
+        A name neither in the table nor in a plugin is unknown without importing the
+        built-in modules: ``--model my.pt`` asks ``in MODELS`` and must stay cheap."""
         if name in self._entries:
             return True
         if name in self._index:
@@ -114,8 +118,6 @@ class Registry(Generic[T]):
                                  f"built-in table is stale", f"run `{REGENERATE}`")
             return True
         self._load_plugins()
-        if name not in self._entries:
-            self.load_all()
         return name in self._entries
 
     def get(self, name: str) -> T:
@@ -125,8 +127,14 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def unknown_message(self, name: str) -> str:
-        """One line naming the unknown entry, the closest matches and the valid names."""
+        """One line naming the unknown entry, the closest matches and the valid names.
+
+        Imports every built-in module (the last resort): a name registered by a module the
+        table lacks is reported as a stale table, with the command that regenerates it."""
         self.load_all()
+        if name in self._entries and name not in self._index:
+            return (f"{self.kind} {name!r} is registered by {self._modules[name]} but missing "
+                    f"from the built-in table bench/registry_index.py; run `{REGENERATE}`")
         known = self.names()
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -134,11 +142,7 @@ class Registry(Generic[T]):
         return f"unknown {self.kind} {name!r}{hint} (valid: {valid})"
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        if name in self._entries or name in self._index:
-            return True
-        return self._find(name)
+        return isinstance(name, str) and (name in self._index or self._find(name))
 
     def names(self) -> list[str]:
         """All names (built-in ones from the table, plus plugins), sorted."""

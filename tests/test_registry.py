@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import pytest
 
 from bench import registry
@@ -86,3 +89,25 @@ def test_plugins_are_listed_beside_the_table(monkeypatch) -> None:
 def test_unknown_spec_name_suggests_from_the_table() -> None:
     assert METRICS.unknown_message("voxel_io").startswith(
         "unknown metric 'voxel_io'; did you mean 'voxel_iou'")
+
+
+def test_a_module_missing_from_the_table_is_reported_as_stale(tmp_path, monkeypatch) -> None:
+    package = tmp_path / "stalepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "late.py").write_text(
+        "from stalepkg import TABLE\n\n\n@TABLE.register('late')\n"
+        "class Late:\n    \"\"\"Added after the table.\"\"\"\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    table: Registry = Registry("thing", ["stalepkg"], "arbench.tests", {})
+    monkeypatch.setattr(importlib.import_module("stalepkg"), "TABLE", table, raising=False)
+    try:
+        assert "late" not in table
+        assert "stalepkg.late" not in sys.modules
+        with pytest.raises(UnknownNameError, match=r"^thing 'late' is registered by stalepkg.late "
+                           r"but missing from the built-in table bench/registry_index.py; run "
+                           r"`python -m bench.registry --write`"):
+            table.get("late")
+    finally:
+        sys.modules.pop("stalepkg.late", None)
+        sys.modules.pop("stalepkg", None)

@@ -3,8 +3,9 @@
 Each command runs ``repeats`` times in a new interpreter (output discarded); the median
 wall time is compared with the goal of issue 14. The numbers include interpreter start and
 every import the command needs, which is what a user waits for. The median CPU time
-(user + system of the child) and the peak resident memory are shown beside it: on a
-machine busy with other work the CPU time moves much less than the wall time.
+(user + system of the child) is shown beside it: on a machine busy with other work it
+moves much less than the wall time. (No memory column: a child's peak resident size, as
+the kernel reports it, includes the forked image of this process.)
 """
 
 from __future__ import annotations
@@ -40,20 +41,19 @@ REFERENCES: list[tuple[str, list[str]]] = [
 
 
 class Runs(NamedTuple):
-    """Per fresh process: wall seconds, CPU seconds (user + system), peak resident MiB."""
+    """Per fresh process: wall seconds and CPU seconds (user + system)."""
 
     wall: list[float]
     cpu: list[float]
-    peak_mib: list[float]
 
 
 def time_processes(python_args: list[str], repeats: int) -> Runs:
-    """Wall time, CPU time and peak memory of ``repeats`` fresh ``python PYTHON_ARGS``
+    """Wall and CPU time of ``repeats`` fresh ``python PYTHON_ARGS``
     processes, this package first on the path; a failing run raises, naming the command."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p)
-    runs = Runs([], [], [])
+    runs = Runs([], [])
     for _ in range(repeats):
         with tempfile.TemporaryFile("w+") as stderr:
             start = time.perf_counter()
@@ -63,7 +63,6 @@ def time_processes(python_args: list[str], repeats: int) -> Runs:
             runs.wall.append(time.perf_counter() - start)
             process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, by wait4
             runs.cpu.append(usage.ru_utime + usage.ru_stime)
-            runs.peak_mib.append(usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
             if process.returncode != 0:
                 stderr.seek(0)
                 last = (stderr.read().strip().splitlines() or ["no output"])[-1]
@@ -77,7 +76,6 @@ def _row(command: str, runs: Runs, goal: float | None) -> dict:
     return {"command": command, "median wall s": f"{median:.2f}",
             "min wall s": f"{min(runs.wall):.2f}",
             "median CPU s": f"{statistics.median(runs.cpu):.2f}",
-            "peak MiB": f"{max(runs.peak_mib):.0f}",
             "goal s": "" if goal is None else f"< {goal:g}",
             "met": "" if goal is None else ("yes" if median < goal else "no")}
 
