@@ -154,8 +154,11 @@ class Registry(Generic[T]):
         a built-in name is answered from the table without importing its module."""
         if name in self._index:
             return self._index[name]
-        entry = self.get(name)
-        family = getattr(entry, "family", "")
+        self.get(name)
+        return self._loaded_summary(name)
+
+    def _loaded_summary(self, name: str) -> IndexEntry:
+        family = getattr(self._entries[name], "family", "")
         return IndexEntry(self._modules[name], self._descriptions[name],
                           family if isinstance(family, str) else "")
 
@@ -168,13 +171,8 @@ class Registry(Generic[T]):
         """The table of built-in names computed by importing every module (slow)."""
         self.load_all()
         prefixes = tuple(f"{package}." for package in self._packages)
-        table = {}
-        for name in sorted(self._entries):
-            if self._modules[name].startswith(prefixes):
-                family = getattr(self._entries[name], "family", "")
-                table[name] = IndexEntry(self._modules[name], self._descriptions[name],
-                                         family if isinstance(family, str) else "")
-        return table
+        return {name: self._loaded_summary(name) for name in sorted(self._entries)
+                if self._modules[name].startswith(prefixes)}
 
 
 ADAPTERS: Registry = Registry("adapter", ["bench.adapters"], "arbench.adapters",
