@@ -19,7 +19,6 @@ try:
     code = main({argv!r})
 except SystemExit as exc:
     code = exc.code
-sys.stdout = sys.__stdout__
 print(json.dumps({{"code": code, "modules": sorted(sys.modules)}}))
 """
 
