@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import cache
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table as RichTable
+from typing import TYPE_CHECKING
 
 from bench.errors import BenchError, SpecError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXAMPLES = """examples:
   arbench list
@@ -23,7 +25,13 @@ EXAMPLES = """examples:
   arbench validate bench/tasks/digits.yaml
 """
 
-console = Console()
+
+@cache
+def console() -> Console:
+    """The shared rich console; rich is imported on first output, not at startup."""
+    from rich.console import Console
+
+    return Console()
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -122,19 +130,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def show_result(result) -> None:
     """Print a result's metrics table and where its files went."""
+    from rich.table import Table as RichTable
+
     table = RichTable(title=f"{result.task} / {result.model}  (N={result.n_samples})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in result.metrics.items():
         marker = " *" if name == result.primary_metric else ""
         table.add_row(name + marker, f"{value:.4f}")
-    console.print(table)
+    console().print(table)
     meta = result.metadata
-    console.print(f"{meta['samples_per_s']} samples/s on {meta['device']}; "
+    console().print(f"{meta['samples_per_s']} samples/s on {meta['device']}; "
                   f"results in {result.out_dir}")
 
 
 def cmd_list(_: argparse.Namespace) -> int:
+    from rich.table import Table as RichTable
+
     from bench.registry import ADAPTERS, EMBEDDED, METRICS, MODELS
     from bench.spec import load_spec, task_names
 
@@ -143,13 +155,13 @@ def cmd_list(_: argparse.Namespace) -> int:
         tasks.add_column(column)
     for name in task_names():
         try:
-            spec = load_spec(name)
+            spec = load_spec(name, check_metrics=False)
         except SpecError as exc:
             tasks.add_row(name, "?", "?", f"[red]invalid spec: {exc.errors[0]}[/red]")
             continue
         data = f"embedded ({spec.dataset.embedded})" if spec.dataset.embedded else "real"
         tasks.add_row(name, spec.family, data, " ".join(spec.description.split())[:90])
-    console.print(tasks)
+    console().print(tasks)
     for title, registry in (("adapters", ADAPTERS), ("metrics", METRICS),
                             ("baselines", MODELS), ("embedded data sets", EMBEDDED)):
         table = RichTable(title=title)
@@ -158,9 +170,9 @@ def cmd_list(_: argparse.Namespace) -> int:
             table.add_column("family")
         table.add_column("description")
         for name, description in registry.describe():
-            cells = [name, registry.get(name).family] if registry is MODELS else [name]
+            cells = [name, registry.summary(name).family] if registry is MODELS else [name]
             table.add_row(*cells, description)
-        console.print(table)
+        console().print(table)
     return 0
 
 
@@ -199,7 +211,7 @@ def _smoke(spec) -> int:
 
 
 def _leaderboard_dir(value: str | None) -> Path:
-    from bench.runner import LEADERBOARD_DIR
+    from bench.tables import LEADERBOARD_DIR
 
     return Path(value) if value else LEADERBOARD_DIR
 
@@ -281,17 +293,19 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
+    from rich.table import Table as RichTable
+
     from bench.registry import PERF_CASES
 
     for name in args.cases or PERF_CASES.names():
-        console.rule(name)
+        console().rule(name)
         rows = PERF_CASES.get(name)(device=args.device)
         table = RichTable()
         for column in rows[0]:
             table.add_column(column)
         for row in rows:
             table.add_row(*[str(v) for v in row.values()])
-        console.print(table)
+        console().print(table)
     return 0
 
 

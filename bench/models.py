@@ -65,7 +65,7 @@ def register_baseline(
         doc = description or (build.__doc__ or "").strip()
         baseline = Baseline(name, family, build, train, weights or (lambda task: []),
                             default_task, tuple(also_families))
-        MODELS.register(name, doc)(baseline)
+        MODELS.register(name, doc, module=build.__module__)(baseline)
         return build
 
     return decorate

@@ -17,6 +17,7 @@ import pandas as pd
 from bench.errors import BenchError
 
 FORMATS = ("md", "latex", "csv", "html")
+LEADERBOARD_DIR = Path(__file__).resolve().parents[1] / "leaderboards"
 
 
 @dataclass
@@ -33,13 +34,15 @@ class Table:
 
 
 def leaderboard_path(task_or_csv: str, leaderboard_dir: Path) -> Path:
-    """A task name -> ``leaderboards/<task>.csv``; a path to a CSV as given."""
+    """A task name -> ``leaderboards/<task>.csv``; a path to a CSV as given.
+
+    The spec is checked without building its metrics, so no metric module is imported."""
     path = Path(task_or_csv)
     if path.suffix == ".csv":
         return path
     from bench.spec import load_spec
 
-    return leaderboard_dir / load_spec(task_or_csv).leaderboard_name
+    return leaderboard_dir / load_spec(task_or_csv, check_metrics=False).leaderboard_name
 
 
 def read_leaderboard(path: Path) -> pd.DataFrame:
