@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bench.adapters.base import BenchDataset, embedded_root, ensure_embedded, resolve_root
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, ModelError
 from bench.families.base import Family, move_batch
 from bench.metrics.base import Metric
 from bench.models import ModelInfo, load_model
@@ -203,7 +203,11 @@ def evaluate(
 
     run_id = _new_run_id(rank, world)
     run_dir = Path(out_dir) / spec.task / _safe_name(model_info.name) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the result folder {run_dir}: {exc.strerror or exc}",
+                         "pass --out DIR on a writable disk, or a shorter --name") from exc
     samples_path = run_dir / (f"samples.rank{rank}.jsonl" if world > 1 else "samples.jsonl")
 
     loader = torch.utils.data.DataLoader(
@@ -222,10 +226,18 @@ def evaluate(
     try:
         with _ProgressBar(progress and rank == 0, f"{spec.task} / {model_info.name}",
                        len(loader)) as advance, torch.inference_mode():
-            for batch in loader:
+            for number, batch in enumerate(loader, start=1):
                 batch = move_batch(batch, torch_device, non_blocking=True)
-                with autocast:
-                    raw = predictor(batch)
+                try:
+                    with autocast:
+                        raw = predictor(batch)
+                except BenchError:
+                    raise
+                except Exception as exc:
+                    raise ModelError(
+                        f"model {model_info.name!r} failed on task {spec.task!r}, batch {number} "
+                        f"(first sample {batch['id'][0]!r}): {type(exc).__name__}: {exc}"
+                    ) from exc
                 pred = family.check_prediction(raw, batch, dataset.info)
                 per_sample: dict[str, list[Any]] = {}
                 for metric in metrics:
@@ -262,11 +274,15 @@ def evaluate(
         if world > 1:
             _merge_rank_samples(run_dir, world)
         figure_dir = run_dir / "figures"
-        for metric in metrics:
-            result.figures += [str(p) for p in metric.figures(figure_dir)]
-        write_json_atomic(run_dir / "result.json", result.to_json())
-        if leaderboard:
-            append_leaderboard(board, result.leaderboard_row())
+        try:
+            for metric in metrics:
+                result.figures += [str(p) for p in metric.figures(figure_dir)]
+            write_json_atomic(run_dir / "result.json", result.to_json())
+            if leaderboard:
+                append_leaderboard(board, result.leaderboard_row())
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     return result
 
 

@@ -5,6 +5,7 @@ Every problem in a spec is reported at once, each naming the file, the line and 
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
@@ -183,7 +184,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
     A numeric key indexes a list (``metrics.0.params.align=median``).
     """
-    data = json.loads(json.dumps(data))
+    data = copy.deepcopy(data)
     for text in overrides:
         keys, value = parse_override(text)
         node: Any = data
@@ -225,9 +226,18 @@ def validate_spec_file(path: str | Path, overrides: list[str] | None = None) -> 
 
 def _load_and_check(path: Path, overrides: list[str],
                     check_metrics: bool = True) -> tuple[TaskSpec | None, list[str]]:
-    text = path.read_text(encoding="utf-8")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", [])
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [f"{path}:1: not UTF-8 text (byte {exc.start}); a task spec is a YAML "
+                      "file in UTF-8"]
+    except OSError as exc:
+        return None, [f"{path}: cannot read: {exc.strerror or exc}"]
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            return None, [f"{path}:1: the spec is empty; a task spec is a mapping of keys to "
+                          "values (see bench/tasks/digits.yaml)"]
         if problem := _expansion_problem(root):
             return None, [f"{path}:1: {problem}"]
         lines = _line_map(root)

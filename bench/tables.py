@@ -45,14 +45,25 @@ def leaderboard_path(task_or_csv: str, leaderboard_dir: Path) -> Path:
     return leaderboard_dir / load_spec(task_or_csv, check_metrics=False).leaderboard_name
 
 
+# the columns a table is built from
+TABLE_COLUMNS = ("timestamp", "model", "primary_metric", "metrics", "lower_is_better",
+                 "comparability_key")
+
+
 def read_leaderboard(path: Path) -> pd.DataFrame:
     """All rows of a leaderboard CSV as strings; a missing or empty file is an error."""
+    from bench.results import read_leaderboard_rows
+
     if not path.is_file():
         raise BenchError(f"no leaderboard at {path}", "run `arbench run TASK --model REF` first")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if frame.empty:
+    header, rows = read_leaderboard_rows(path)
+    missing = [column for column in TABLE_COLUMNS if column not in header]
+    if missing:
+        raise BenchError(f"leaderboard {path} is not an arbench leaderboard: no column "
+                         f"{missing[0]!r}", "give a CSV written by `arbench run`")
+    if not rows:
         raise BenchError(f"leaderboard {path} has no rows")
-    return frame
+    return pd.DataFrame(rows, columns=header, dtype=str)
 
 
 def build_table(
