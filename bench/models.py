@@ -3,6 +3,7 @@ Python callables and predictions files. Checkpoints load with ``weights_only=Tru
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib
 import inspect
@@ -269,7 +270,7 @@ def load_model(
         try:
             predictor = (family.load_predictions(path, dataset, option=option) if option
                          else family.load_predictions(path, dataset))
-        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, csv.Error) as exc:
             raise ModelError(f"predictions {path} cannot be read as the {spec.family} family's "
                              f"format: {exc}", f"see docs/{spec.family}.md") from exc
         # a predictor reading a few files of a shared folder names them in ``source_files``

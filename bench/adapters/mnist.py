@@ -57,12 +57,16 @@ class MnistDataset(BenchDataset):
         if len(images) != len(labels):
             raise DataError(
                 f"{image_path} has {len(images)} images but {label_path} {len(labels)} labels")
+        num_classes = len(class_names) if class_names else 10
+        whole = np.isfinite(labels) & (np.floor(labels) == labels) if labels.dtype.kind == "f" \
+            else np.ones(labels.shape, dtype=bool)
+        bad = ~whole | (labels < 0) | (labels >= num_classes)
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise DataError(f"{label_path}: label {labels[index].item()!r} of sample {index} "
+                            f"is not a class 0..{num_classes - 1}")
         self.images = torch.from_numpy(images.astype(np.uint8))
         self.labels = torch.from_numpy(labels.astype(np.int64))
-        num_classes = len(class_names) if class_names else 10
-        if len(self.labels) and int(self.labels.max()) >= num_classes:
-            raise DataError(f"{label_path} has label {int(self.labels.max())}, "
-                            f"but the task has {num_classes} classes")
         self.info = DatasetInfo(
             name="mnist",
             root=root,
