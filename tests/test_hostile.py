@@ -204,3 +204,43 @@ def test_an_idx_header_of_2_to_the_31_allocates_nothing(tmp_path: Path) -> None:
         "    print(exc, file=sys.stderr)\n")
     assert code == 0 and 0 <= growth < 200, err
     assert "over the 8 GiB arbench reads from one IDX file" in err
+
+
+def test_a_zip_member_that_decompresses_to_256_mib_is_refused_unread(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "shapes.zip"
+    with (zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive,
+          archive.open("90000000/box_test.off", "w", force_zip64=True) as member):
+        for _ in range(17):  # 272 MiB of zeros, about 270 KB compressed
+            member.write(bytes(16 << 20))
+    assert path.stat().st_size < 1 << 20
+    code, growth, err = peak_rss_growth_mb(
+        "from bench.errors import BenchError\n"
+        "from bench.families.shape import ZipPredictions\n"
+        "try:\n"
+        f"    ZipPredictions(__import__('pathlib').Path({str(path)!r})).read('90000000/box_test')\n"
+        "except BenchError as exc:\n"
+        "    print(exc, file=sys.stderr)\n")
+    assert code == 0 and 0 <= growth < 200, err
+    assert "over the 256 MiB arbench reads from one prediction file" in err
+
+
+def test_a_png_declaring_1_6_billion_pixels_is_refused_before_decoding() -> None:
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0,
+                                                              0, 0))
+           + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b""))
+    code, growth, err = peak_rss_growth_mb(
+        "from bench.errors import ContractError\n"
+        "try:\n"
+        f"    bench.formats.images.read_index_png({png!r}, 'seq/00000.png', ContractError)\n"
+        "except ContractError as exc:\n"
+        "    print(exc, file=sys.stderr)\n")
+    assert code == 0 and 0 <= growth < 200, err
+    assert "mask seq/00000.png" in err and "1600000000 pixels" in err

@@ -49,6 +49,7 @@ import torch
 
 from bench.errors import BenchError, ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor
+from bench.formats.archive import read_member
 from bench.geometry.grids import grid_occupancy, grid_to_mesh
 from bench.geometry.mesh import check_mesh, mesh_occupancy
 from bench.registry import FAMILIES
@@ -252,9 +253,9 @@ class ZipPredictions:
             raise ModelError(f"{self.path} has no prediction for sample {sample_id!r} "
                              f"(expected a member {sample_id}.npz, .off, .obj or .ply)")
         name = self.members[sample_id]
-        with zipfile.ZipFile(self.path) as archive:
-            data = archive.read(name)
         where = f"{self.path}:{name}"
+        with zipfile.ZipFile(self.path) as archive:
+            data = read_member(archive, name, where)
         suffix = name.rsplit(".", 1)[1].lower()
         if suffix == "npz":
             return read_npz(io.BytesIO(data), where)

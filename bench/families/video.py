@@ -24,6 +24,7 @@ import torch
 
 from bench.errors import ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor
+from bench.formats.archive import read_member
 from bench.formats.images import read_index_png
 from bench.registry import FAMILIES
 
@@ -81,7 +82,8 @@ class ZipMasks(ResultMasks):
         member = self.members[sequence].get(frame)
         if member is None:
             return None
-        return self.archive.read(member), f"{self.source}:{member}"
+        where = f"{self.source}:{member}"
+        return read_member(self.archive, member, where), where
 
 
 class FolderMasks(ResultMasks):

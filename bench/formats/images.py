@@ -44,14 +44,21 @@ def write_depth_png(path: Path, depth: np.ndarray, scale: float) -> None:
         raise DataError(f"cannot write {path}")
 
 
+MAX_MASK_PIXELS = 100_000_000  # 12x DAVIS Full-Resolution (3840x2160)
+
+
 def read_index_png(data: bytes | Path, name: str, error: type[Exception]) -> np.ndarray:
     """A palette ('P') or 8-bit grey ('L') PNG as its index array [H,W] uint8."""
     from PIL import Image
 
     try:
         image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+        width, height = image.size
+        if width * height > MAX_MASK_PIXELS:
+            raise error(f"mask {name} declares {width}x{height} pixels, over the "
+                        f"{MAX_MASK_PIXELS // 10**6} million arbench decodes for one mask")
         image.load()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise error(f"cannot read mask {name}: {exc}") from exc
     if image.mode not in ("P", "L"):
         raise error(f"mask {name} is a {image.mode} image; DAVIS masks are palette PNGs "
