@@ -88,6 +88,16 @@ def huge_csv_field(tmp: Path) -> str:
     return str(path)
 
 
+def escaping_file_list(tmp: Path) -> str:
+    root = tmp / "nyu"
+    root.mkdir()
+    (tmp / "outside.jpg").write_bytes(b"not yours")
+    (root / "nyudepthv2_test_files_with_gt.txt").write_text(
+        "kitchen/rgb_00001.jpg kitchen/sync_depth_00001.png 518.8579\n"
+        "../../outside.jpg kitchen/sync_depth_00002.png 518.8579\n")
+    return str(root)
+
+
 RUN = ["run", "digits", "--limit", "4"]
 # (case id, argv builder given the temporary folder, text the error line must contain)
 CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
@@ -133,6 +143,9 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
                                        "dataset.root="
                                        + idx_labels(t, np.array([1, -3]), 0x09, "i1")],
      "label -3 of sample 1 is not a class 0..9"),
+    ("file list leaving the root", lambda t: ["run", "nyu-depth", "--model", "constant-median",
+                                              "--set", f"dataset.root={escaping_file_list(t)}"],
+     "nyudepthv2_test_files_with_gt.txt:2: '../../outside.jpg' leads outside the data root"),
     ("table of an empty CSV", lambda t: ["table", str(_bytes(t, "e.csv", b""))], "is empty"),
     ("table of a binary file", lambda t: ["table", str(_bytes(t, "b.csv", b"\x00\xff\xfe\x01"))],
      "not a UTF-8 CSV"),

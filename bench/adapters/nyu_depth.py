@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
+from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files, leaves_root
 from bench.errors import DataError
 from bench.formats.images import read_depth_png, read_rgb
 from bench.geometry.cameras import NYU_INTRINSICS
@@ -41,6 +41,10 @@ def parse_file_list(path: Path) -> list[tuple[str, str | None, float | None]]:
             focal = float(fields[2]) if len(fields) > 2 else None
         except ValueError as exc:
             raise DataError(f"{path}:{line_no}: focal {fields[2]!r} is not a number") from exc
+        for entry in (fields[0], depth):
+            if entry is not None and leaves_root(entry):
+                raise DataError(f"{path}:{line_no}: {entry!r} leads outside the data root",
+                                "file-list entries are paths relative to the data root")
         entries.append((fields[0].lstrip("/"), depth, focal))
     return entries
 
