@@ -210,6 +210,27 @@ def _number(value: float) -> str:
     return f"{value:.4f}"
 
 
+LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
+                 "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                 "^": r"\textasciicircum{}", "↓": r"$\downarrow$", "↑": r"$\uparrow$",
+                 "\n": " ", "\r": " "}
+
+
+def latex_cell(text: str) -> str:
+    """``text`` as LaTeX that prints it literally (special characters escaped, one line)."""
+    return "".join(LATEX_ESCAPES.get(char, char) for char in text)
+
+
+def markdown_cell(text: str) -> str:
+    """``text`` as one Markdown table cell: pipes and HTML angle brackets escaped, line
+    breaks as spaces (names with ``_`` stay readable: GitHub Markdown does not emphasise
+    inside words)."""
+    text = " ".join(text.splitlines())
+    for char in "|<>":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
 def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
     """Render a Table as Markdown, LaTeX (booktabs), CSV or HTML; the best value is bold."""
     if fmt not in FORMATS:
@@ -238,22 +259,18 @@ def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
         writer.writerows([[text for text, _ in cells] for cells in body])
         return out.getvalue()
     if fmt == "md":
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(f"**{t}**" if b else t for t, b in cells) + " |"
+        lines = ["| " + " | ".join(map(markdown_cell, header)) + " |",
+                 "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(f"**{markdown_cell(t)}**" if b else markdown_cell(t)
+                                    for t, b in cells) + " |"
                   for cells in body]
         text = "\n".join(lines)
         return text + "".join(f"\n\n_{note}_" for note in table.notes) + "\n"
     if fmt == "latex":
-        def tex(text: str) -> str:
-            for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"),
-                                  ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("↓", r"$\downarrow$"),
-                                  ("↑", r"$\uparrow$")):
-                text = text.replace(char, escaped)
-            return text
-
         lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-                 " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(rf"\textbf{{{tex(t)}}}" if b else tex(t) for t, b in cells) + r" \\"
+                 " & ".join(latex_cell(h) for h in header) + r" \\", r"\midrule"]
+        lines += [" & ".join(rf"\textbf{{{latex_cell(t)}}}" if b else latex_cell(t)
+                             for t, b in cells) + r" \\"
                   for cells in body]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"
