@@ -233,13 +233,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     spec = load_spec(args.task, args.overrides)
     board = _leaderboard_dir(args.leaderboard_dir) / spec.leaderboard_name
     key = None
-    have: set[str] = set()
+    names: dict[str, str] = {}  # model reference -> its name on the leaderboard
     if board.is_file():
         frame = read_leaderboard(board)
         key = frame.sort_values("timestamp")["comparability_key"].iloc[-1]
-        have = set(frame[frame["comparability_key"] == key]["model"])
+        comparable = frame[frame["comparability_key"] == key]
+        names = {ref: name for ref in args.models
+                 if (name := _compared_before(ref, comparable)) is not None}
     for model in args.models:
-        if model in have:
+        if model in names:
             continue
         result = evaluate(
             spec, model, device=args.device, batch_size=args.batch_size, limit=args.limit,
@@ -247,10 +249,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
             amp=args.amp, workers=args.workers,
         )
         key = result.comparability_key
-    table = build_table(read_leaderboard(board), reference=args.reference or args.models[0],
-                        key=key, models=args.models)
+        names[model] = result.model
+    reference = args.reference or args.models[0]
+    table = build_table(read_leaderboard(board), reference=names.get(reference, reference),
+                        key=key, models=[names[m] for m in args.models])
     print(render(table, args.format, with_ci=True), end="")
     return 0
+
+
+def _compared_before(ref: str, rows) -> str | None:
+    """The leaderboard name of model reference ``ref`` among comparable ``rows``: a row of
+    that name, or one whose reference is ``ref`` (a model file must also still have the
+    fingerprint it was scored with); None when it has not been scored."""
+    from bench.models import file_hash
+
+    if ref in set(rows["model"]):
+        return ref
+    same_ref = rows[rows["model_ref"] == ref] if "model_ref" in rows else rows.iloc[:0]
+    if Path(ref).is_file() and "model_fingerprint" in rows:
+        same_ref = same_ref[same_ref["model_fingerprint"] == file_hash(Path(ref))]
+    return None if same_ref.empty else str(same_ref.sort_values("timestamp")["model"].iloc[-1])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
