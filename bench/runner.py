@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.adapters.base import BenchDataset, embedded_root, ensure_embedded, resolve_root
 from bench.errors import BenchError, DataError, ModelError
 from bench.families.base import Family, move_batch
+from bench.formats.leaderboard import read_leaderboard_rows
 from bench.metrics.base import Metric
 from bench.models import ModelInfo, load_model
 from bench.registry import ADAPTERS, FAMILIES, METRICS
@@ -31,7 +32,6 @@ from bench.results import (
     SampleWriter,
     append_leaderboard,
     environment_metadata,
-    read_leaderboard_rows,
     write_json_atomic,
 )
 from bench.spec import TaskSpec, _short_hash, load_spec

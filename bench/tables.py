@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.formats.leaderboard import read_leaderboard_rows
 
 FORMATS = ("md", "latex", "csv", "html")
 LEADERBOARD_DIR = Path(__file__).resolve().parents[1] / "leaderboards"
@@ -52,8 +53,6 @@ TABLE_COLUMNS = ("timestamp", "model", "primary_metric", "metrics", "lower_is_be
 
 def read_leaderboard(path: Path) -> pd.DataFrame:
     """All rows of a leaderboard CSV as strings; a missing or empty file is an error."""
-    from bench.results import read_leaderboard_rows
-
     if not path.is_file():
         raise BenchError(f"no leaderboard at {path}", "run `arbench run TASK --model REF` first")
     header, rows = read_leaderboard_rows(path)
