@@ -257,3 +257,29 @@ def test_a_png_declaring_1_6_billion_pixels_is_refused_before_decoding() -> None
         "    print(exc, file=sys.stderr)\n")
     assert code == 0 and 0 <= growth < 200, err
     assert "mask seq/00000.png" in err and "1600000000 pixels" in err
+
+
+class HugeArray:
+    """Pickles as numpy's array constructor asked for 8 TiB."""
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+
+        return (_reconstruct, (np.ndarray, (1 << 43,), b"b"))
+
+
+def test_a_ground_truth_pickle_asking_for_8_tib_is_refused_before_allocating(
+        tmp_path: Path) -> None:
+    import pickle
+
+    path = tmp_path / "gnd_roxford5k.pkl"
+    path.write_bytes(pickle.dumps({"imlist": ["a"], "gnd": [HugeArray()]}, protocol=2))
+    code, growth, err = peak_rss_growth_mb(
+        "from bench.errors import DataError\n"
+        "from bench.adapters.revisitop import load_plain_pickle\n"
+        "try:\n"
+        f"    load_plain_pickle(__import__('pathlib').Path({str(path)!r}))\n"
+        "except DataError as exc:\n"
+        "    print(exc, file=sys.stderr)\n")
+    assert code == 0 and 0 <= growth < 200, err
+    assert "asks for an array of shape (8796093022208,)" in err
