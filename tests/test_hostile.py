@@ -98,6 +98,12 @@ def escaping_file_list(tmp: Path) -> str:
     return str(root)
 
 
+def nested_json(tmp: Path) -> str:
+    path = tmp / "pred.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    return str(path)
+
+
 RUN = ["run", "digits", "--limit", "4"]
 # (case id, argv builder given the temporary folder, text the error line must contain)
 CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
@@ -146,6 +152,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("file list leaving the root", lambda t: ["run", "nyu-depth", "--model", "constant-median",
                                               "--set", f"dataset.root={escaping_file_list(t)}"],
      "nyudepthv2_test_files_with_gt.txt:2: '../../outside.jpg' leads outside the data root"),
+    ("deeply nested JSON", lambda t: ["run", "synthetic-hands", "--limit", "2",
+                                      "--predictions", nested_json(t)], "nested too deeply"),
     ("table of an empty CSV", lambda t: ["table", str(_bytes(t, "e.csv", b""))], "is empty"),
     ("table of a binary file", lambda t: ["table", str(_bytes(t, "b.csv", b"\x00\xff\xfe\x01"))],
      "not a UTF-8 CSV"),

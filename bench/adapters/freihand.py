@@ -16,7 +16,6 @@ appended (manopth's 21 joints) and maps them onto FreiHAND's.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo
 from bench.errors import DataError
+from bench.formats.jsonfile import read_json
 from bench.geometry.hand import KEYPOINT_NAMES
 from bench.registry import ADAPTERS
 
@@ -55,7 +55,7 @@ def read_json_array(path: Path, shape: tuple[int | None, ...], what: str) -> np.
     if not path.is_file():
         raise DataError(f"FreiHAND {what}: missing {path}", HOW_TO_GET)
     try:
-        array = np.asarray(json.loads(path.read_text(encoding="utf-8")), dtype=np.float64)
+        array = np.asarray(read_json(path), dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise DataError(f"{path} is not a JSON array of numbers of shape "
                         f"{list(shape)}: {exc}") from exc

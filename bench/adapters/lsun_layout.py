@@ -18,7 +18,6 @@ never released; papers report the validation split).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files, re
 from bench.errors import DataError
 from bench.families.layout import CORNER_COUNTS
 from bench.formats.images import read_depth_png, read_rgb
+from bench.formats.jsonfile import read_json
 from bench.registry import ADAPTERS
 
 SPLITS = {"train": "training", "training": "training", "val": "validation",
@@ -146,7 +146,7 @@ class LsunLayoutDataset(BenchDataset):
         extras = self.root / "extras" / f"{entry['image']}.json"
         K = default_intrinsics(width, height)
         if extras.is_file():
-            meta = json.loads(extras.read_text(encoding="utf-8"))
+            meta = read_json(extras)
             K = np.asarray(meta["K"], dtype=np.float64)
             planes = np.zeros((6, 4), dtype=np.float32)
             for label, plane in meta.get("planes", {}).items():

@@ -26,7 +26,6 @@ into that frame with the same similarity. Without the mesh, the surface of the v
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import torch
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
 from bench.errors import DataError
 from bench.formats.binvox import read_binvox
+from bench.formats.jsonfile import read_json
 from bench.formats.obj import read_obj
 from bench.geometry.cameras import camera_from_metadata
 from bench.geometry.mesh import unit_cube_normalisation
@@ -95,7 +95,7 @@ def class_table(root: Path, synsets: list[str], names: dict[str, str]) -> list[s
     known = {**R2N2_SYNSETS, **names}
     if taxonomy.is_file():
         try:
-            for entry in json.loads(taxonomy.read_text()):
+            for entry in read_json(taxonomy):
                 known[str(entry["synsetId"])] = str(entry["name"]).split(",")[0]
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{taxonomy}: not a ShapeNet taxonomy ({exc!r})") from exc
@@ -112,7 +112,7 @@ def read_split(root: Path, split_file: str, split: str) -> tuple[list[tuple[str,
     pairs: list[tuple[str, str]] = []
     if path.suffix == ".json":
         try:
-            entries = json.loads(path.read_text())
+            entries = read_json(path)
             for entry in entries:
                 synset = str(entry["taxonomy_id"])
                 names[synset] = str(entry.get("taxonomy_name", synset)).split(",")[0]

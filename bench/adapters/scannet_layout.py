@@ -22,7 +22,6 @@ Conventions chosen here (the release leaves them open):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files, require_files
 from bench.errors import DataError
 from bench.formats.images import read_rgb
+from bench.formats.jsonfile import read_json
 from bench.registry import ADAPTERS
 
 EVAL_WIDTH, EVAL_HEIGHT = 640, 480
@@ -44,7 +44,7 @@ HOW = ("download ScanNet-Layout (github.com/vevenom/ScanNet-Layout) and pass "
 def read_polygons(path: Path, scale: tuple[float, float]) -> list[np.ndarray]:
     """The polygons [M,2] (scaled to 640x480) of a labels_json file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         shapes = data["shapes"]
         polygons = [np.asarray(shape["points"], dtype=np.float64).reshape(-1, 2) * scale
                     for shape in shapes]
