@@ -358,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
             message = str(exc)
         print(f"arbench: error: {message}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if args.debug:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"arbench: error: {exc.strerror or exc}{where} (hint: check the disk and the "
+              "folder's permissions; --debug shows where)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("arbench: interrupted", file=sys.stderr)
         return 130

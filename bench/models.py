@@ -108,8 +108,9 @@ def _import_object(ref: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(f"cannot import {module_name!r} for model {ref!r}: {exc}") from exc
+    except Exception as exc:
+        raise ModelError(f"cannot import {module_name!r} for model {ref!r}: "
+                         f"{type(exc).__name__}: {exc}") from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -227,21 +228,26 @@ def build_module(
             f"{path} is a state_dict; it needs the architecture",
             "pass --arch module:factory (a function returning the nn.Module)",
         )
-    module = _import_object(arch)()
+    factory = _import_object(arch)
+    try:
+        module = factory()
+    except Exception as exc:
+        raise ModelError(f"--arch {arch} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(module, torch.nn.Module):
         raise ModelError(f"--arch {arch} returned {type(module).__name__}, not an nn.Module")
-    result = module.load_state_dict(state, strict=False)
-    mismatched = [
-        name
-        for name, tensor in module.state_dict().items()
-        if name in state and state[name].shape != tensor.shape
-    ]
-    if result.missing_keys or result.unexpected_keys or mismatched:
+    own = module.state_dict()
+    missing = [name for name in own if name not in state]
+    unexpected = [name for name in state if name not in own]
+    mismatched = [f"{name} {tuple(state[name].shape)} vs {tuple(tensor.shape)}"
+                  for name, tensor in own.items()
+                  if name in state and state[name].shape != tensor.shape]
+    if missing or unexpected or mismatched:
         raise ModelError(
-            f"checkpoint {path.name} does not fit architecture {arch}: "
-            f"missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}",
+            f"checkpoint {path.name} does not fit architecture {arch}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}",
             "check --arch matches the network the weights were saved from",
         )
+    module.load_state_dict(state)
     return module.to(device).eval()
 
 

@@ -104,6 +104,24 @@ def nested_json(tmp: Path) -> str:
     return str(path)
 
 
+def wide_state_dict(tmp: Path) -> str:
+    """A state_dict with tiny_cnn's keys but a wider first layer (shapes do not fit)."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(),
+                              torch.nn.Linear(64, 10))
+    path = tmp / "wide.pt"
+    torch.save(net.state_dict(), path)
+    (tmp / "arch_factories.py").write_text(
+        "import torch\n"
+        "def tiny():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(),\n"
+        "        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(32, 10))\n"
+        "def broken():\n"
+        "    raise ValueError('no such width')\n")
+    sys.modules.pop("arch_factories", None)
+    return str(path)
+
+
 RUN = ["run", "digits", "--limit", "4"]
 # (case id, argv builder given the temporary folder, text the error line must contain)
 CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
@@ -125,6 +143,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("--device bogus", lambda t: [*RUN, "--device", "bogus", "--model", "logreg"],
      "unknown device 'bogus'"),
     ("--seed -1", lambda t: [*RUN, "--seed", "-1", "--model", "logreg"], "--seed must be"),
+    ("state_dict of other shapes", lambda t: [*RUN, "--model", wide_state_dict(t), "--arch",
+                                              "arch_factories:tiny"],
+     "other shapes ['0.weight (4, 1, 3, 3) vs (2, 1, 3, 3)'"),
+    ("--arch factory raises", lambda t: [*RUN, "--model", wide_state_dict(t), "--arch",
+                                         "arch_factories:broken"],
+     "--arch arch_factories:broken raised ValueError: no such width"),
     ("random bytes, trusted", lambda t: [*RUN, "--model", str(_bytes(t, "x.pt")),
                                          "--trust-checkpoint"], "not a PyTorch checkpoint"),
     ("corrupt TorchScript", lambda t: [*RUN, "--model", corrupt_torchscript(t)], "net.ts"),
@@ -291,3 +315,24 @@ def test_a_ground_truth_pickle_asking_for_8_tib_is_refused_before_allocating(
         "    print(exc, file=sys.stderr)\n")
     assert code == 0 and 0 <= growth < 200, err
     assert "asks for an array of shape (8796093022208,)" in err
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, capsys,
+                                                    monkeypatch) -> None:
+    import errno
+
+    from bench.results import SampleWriter
+
+    def full(self, ids, values) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "samples.jsonl"))
+
+    monkeypatch.setattr(SampleWriter, "write", full)
+    boards, results = tmp_path / "boards", tmp_path / "results"
+    code = main([*RUN, "--model", "logreg", "--leaderboard-dir", str(boards), "--out",
+                 str(results)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"arbench: error: No space left on device ({tmp_path / 'samples.jsonl'}) (hint: check "
+        "the disk and the folder's permissions; --debug shows where)"]
+    assert not any(p.is_file() for p in results.rglob("*")) and not boards.exists()
