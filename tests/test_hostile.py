@@ -104,6 +104,12 @@ def nested_json(tmp: Path) -> str:
     return str(path)
 
 
+def pickled_module(tmp: Path) -> str:
+    path = tmp / "whole.pt"
+    torch.save(torch.nn.Linear(2, 2), path)
+    return str(path)
+
+
 def wide_state_dict(tmp: Path) -> str:
     """A state_dict with tiny_cnn's keys but a wider first layer (shapes do not fit)."""
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
@@ -132,6 +138,18 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
                                "--no-smoke"], "version: Input should be a valid integer"),
     ("non-UTF-8 spec", lambda t: ["validate", write_spec(t, b"task: \xff\xfe\n"), "--no-smoke"],
      "not UTF-8"),
+    ("malformed YAML", lambda t: ["validate", write_spec(t, "task: [unclosed\n"), "--no-smoke"],
+     "malformed YAML"),
+    ("unknown key", lambda t: ["validate", write_spec(t, "task: x\ncolour: red\n"),
+                               "--no-smoke"], "colour: unknown key"),
+    ("python tag", lambda t: ["validate", write_spec(
+        t, "task: !!python/object/apply:os.system ['touch pwned']\n"), "--no-smoke"],
+     "malformed YAML"),
+    ("pickled module without trust", lambda t: [*RUN, "--model", pickled_module(t)],
+     "refusing to unpickle"),
+    ("NaN predictions", lambda t: [*RUN, "--predictions", predictions_npz(
+        t, ids=np.array([f"test/{i:05d}" for i in range(4)]),
+        logits=np.full((4, 10), np.nan))], "NaN"),
     ("batch size 0", lambda t: [*RUN, "--set", "protocol.batch_size=0", "--model", "logreg"],
      "protocol.batch_size must be a whole number"),
     ("batch size abc", lambda t: [*RUN, "--set", "protocol.batch_size=abc", "--model", "logreg"],
