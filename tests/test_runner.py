@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench import Result, evaluate
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, ModelError
 
 
 def rows(run_dirs: dict, task: str = "digits") -> list[dict]:
@@ -64,7 +64,7 @@ def test_overrides_reach_the_adapter(run_dirs: dict, tmp_path: Path) -> None:
 
 
 def test_failed_run_leaves_no_row_and_no_result_dir(run_dirs: dict) -> None:
-    with pytest.raises(RuntimeError, match="batch 2"):
+    with pytest.raises(ModelError, match=r"failed on task .digits., batch 2 .*RuntimeError"):
         evaluate("digits", "nets:fails_later", batch_size=100, progress=False, **run_dirs)
     assert rows(run_dirs) == []
     assert not list((run_dirs["out_dir"] / "digits").rglob("result.json"))
