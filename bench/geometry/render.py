@@ -229,7 +229,7 @@ class _Rays:
     view: np.ndarray
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # the last cameras: ~19 MB each at 640x480
 def _camera_rays(k_bytes: bytes, extrinsic_bytes: bytes, width: int, height: int) -> _Rays:
     """The rays of the camera with K and world->camera 4x4 given as float64 bytes."""
     import open3d as o3d
