@@ -67,21 +67,33 @@ def crop_mask(height: int, width: int, crop: str, device: torch.device | None = 
 
 def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image median [B] of ``values`` [B,H,W] over ``mask`` (numpy's: mean of the middle
-    two for even counts; numpy's partition on the CPU, torch selection on a GPU); NaN for an
-    empty mask."""
+    two for even counts, NaN if any value is NaN; numpy's selection on the CPU, torch's on a
+    GPU); NaN for an empty mask."""
     out = torch.full((values.shape[0],), torch.nan, dtype=values.dtype, device=values.device)
     for index in range(values.shape[0]):
+        if values.device.type == "cpu":
+            out[index] = float(_numpy_median(values[index].numpy()[mask[index].numpy()]))
+            continue
         selected = values[index][mask[index]]
         n = selected.numel()
-        if not n:
-            continue
-        if selected.device.type == "cpu":
-            out[index] = float(np.median(selected.numpy()))
-        else:
+        if n:
             low = selected.kthvalue((n + 1) // 2).values
             high = selected.kthvalue(n // 2 + 1).values
             out[index] = (low + high) / 2
     return out
+
+
+def _numpy_median(values: np.ndarray) -> np.floating:
+    """``np.median(values)`` (1-D) to the bit, by one single-index ``np.partition`` (numpy's
+    SIMD selection) and a max: about 15x faster than ``np.median``'s two-index partition."""
+    n = values.size
+    if n == 0 or np.isnan(values).any():
+        return values.dtype.type(np.nan)
+    middle = n // 2
+    ordered = np.partition(values, middle)
+    if n % 2:
+        return ordered[middle]
+    return (ordered[:middle].max() + ordered[middle]) / 2
 
 
 def scale_and_shift(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
@@ -168,28 +180,29 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
     one = torch.ones((), dtype=dtype, device=pred.device)
     p = torch.where(mask, pred.to(dtype), one)
     d = torch.where(mask, gt.to(dtype), one)
-    diff = d - p
-    sq = diff * diff
-    log_diff = torch.log(p) - torch.log(d)
-    sq_log = log_diff * log_diff
-    ratio = d / p
-    ratio = torch.maximum(ratio, 1.0 / ratio)
 
     def total(x: torch.Tensor) -> torch.Tensor:
         return x.sum((1, 2)).double()
 
-    sums = {
-        "n": count_per_item(mask),
-        "abs_rel": total(diff.abs() / d),
-        "sq_rel": total(sq / d),
-        "sq": total(sq),
-        "sq_log": total(sq_log),
-        "log10": total(log_diff.abs()) / math.log(10),
-        "e": total(log_diff),
-        "e2": total(sq_log),
-    }
+    # The same operations as the definitions, written in place into three work buffers
+    # (fewer full-frame allocations; identical values).
+    diff = d - p
+    work = torch.abs(diff)
+    sums = {"n": count_per_item(mask), "abs_rel": total(work.div_(d))}
+    diff.mul_(diff)
+    sums["sq_rel"] = total(torch.div(diff, d, out=work))
+    sums["sq"] = total(diff)
+    log_diff = torch.log(p).sub_(torch.log(d, out=diff))
+    sums["sq_log"] = total(torch.mul(log_diff, log_diff, out=work))
+    sums["e"] = total(log_diff)
+    sums["log10"] = total(log_diff.abs_()) / math.log(10)
+    ratio = torch.div(d, p, out=diff)
+    ratio = torch.maximum(ratio, torch.reciprocal(ratio, out=work), out=log_diff)
+    sums["e2"] = sums["sq_log"]
+    # Outside the mask p = d = 1, a ratio of 1 that every threshold counts: subtract those.
+    outside = math.prod(mask.shape[1:]) - sums["n"]
     for k in (1, 2, 3):
-        sums[f"d{k}"] = count_per_item((ratio < 1.25 ** k) & mask)
+        sums[f"d{k}"] = count_per_item(ratio < 1.25 ** k) - outside
     return sums
 
 
