@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 EXAMPLES = """examples:
   arbench list
   arbench run digits --model baseline:lecture-cnn
+  arbench run --suite embedded --model baseline:logreg
+  arbench run synthetic-depth,nyu-depth --model depth-unet --format latex
   arbench run digits --model my_cnn.pt --arch mypkg.nets:make_cnn
   arbench run mnist --model lenet5 --set dataset.root=/data/mnist --device cuda
   arbench table digits --format latex --reference logreg
@@ -58,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="evaluate a model on a task", epilog=EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("task", help="task name (see `arbench list`) or path to a spec YAML")
+    run.add_argument("task", nargs="?",
+                     help="task name (see `arbench list`), path to a spec YAML, or TASK1,TASK2")
+    run.add_argument("--suite", help="run every task of a suite (bench/suites/NAME.yaml) that "
+                     "fits the model")
+    run.add_argument("--strict", action="store_true",
+                     help="with several tasks: a task whose data is missing is an error")
+    run.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"],
+                     help="with several tasks: format of the task x metric table")
     run.add_argument("--model", help="baseline:NAME, FILE.pt/.pt2, or module:function")
     run.add_argument("--predictions", help="a predictions file in the family's format")
     run.add_argument("--arch", help="module:factory building the network of a state_dict")
@@ -115,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.suite or (args.task and "," in args.task):
+        return _run_many(args)
+    if not args.task:
+        raise BenchError("no task given", "pass TASK, TASK1,TASK2 or --suite NAME")
     from bench.runner import evaluate
 
     result = evaluate(
@@ -126,6 +139,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     show_result(result)
     return 0
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    """Several tasks (a suite or a comma list) with one model: one table, a suite.json."""
+    from bench.campaign.suites import load_suite, run_suite, suite_table
+
+    if args.suite and args.task:
+        raise BenchError("give either TASK1,TASK2 or --suite NAME, not both")
+    if args.predictions:
+        raise BenchError("--predictions scores one task", "run each task on its own")
+    suite = load_suite(args.suite) if args.suite else None
+    tasks = suite.task_list() if suite else [t for t in args.task.split(",") if t]
+    run = run_suite(
+        tasks, args.model, suite=suite.suite if suite else "tasks", strict=args.strict,
+        out_dir=args.out, overrides=args.overrides, device=args.device,
+        batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+        leaderboard=not args.no_leaderboard, leaderboard_dir=args.leaderboard_dir,
+        amp=args.amp, workers=args.workers, arch=args.arch,
+        trust_checkpoint=args.trust_checkpoint, name=args.name,
+    )
+    print(suite_table(run, args.format), end="")
+    if run.left_out:
+        print(f"left out (not {run.model}'s family): {', '.join(run.left_out)}",
+              file=sys.stderr)
+    print(f"suite result in {run.path}", file=sys.stderr)
+    return 0 if run.complete else 1
 
 
 def show_result(result) -> None:
