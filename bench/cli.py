@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   arbench table digits --format latex --reference logreg
   arbench compare digits --models logreg lecture-cnn --reference logreg
   arbench validate bench/tasks/digits.yaml
+  arbench run digits --model logreg --save-predictions && arbench rescore results/digits/logreg/RUN
 """
 
 
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with several tasks: a task whose data is missing is an error")
     run.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"],
                      help="with several tasks: format of the task x metric table")
+    run.add_argument("--save-predictions", action="store_true",
+                     help="write the predictions batch by batch into the run folder, in the "
+                     "family's --predictions format (for `arbench rescore` and --resume)")
+    run.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                     help="continue the newest unfinished --save-predictions run of this task "
+                     "and model (or RUN_DIR): committed batches are not predicted again")
     run.add_argument("--model", help="baseline:NAME, FILE.pt/.pt2, or module:function")
     run.add_argument("--predictions", help="a predictions file in the family's format")
     run.add_argument("--arch", help="module:factory building the network of a state_dict")
@@ -75,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-checkpoint", action="store_true",
                      help="allow checkpoints that need full unpickling (runs their code!)")
     _run_options(run)
+
+    rescore = sub.add_parser("rescore", help="score a run's saved predictions again (no model)",
+                             epilog="example:\n  arbench rescore results/digits/logreg/RUN_ID "
+                             "--set metrics.3.params.bins=10",
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    rescore.add_argument("run_dir", help="folder of a finished --save-predictions run")
+    rescore.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="KEY.PATH=VALUE", help="override a spec field (repeatable)")
+    rescore.add_argument("--device")
+    rescore.add_argument("--out", help="results directory (default: the run's own)")
+    rescore.add_argument("--no-leaderboard", action="store_true")
+    rescore.add_argument("--leaderboard-dir")
 
     sub.add_parser("list", help="tasks, adapters, metrics, baselines, embedded data sets")
 
@@ -136,7 +155,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         leaderboard=not args.no_leaderboard, leaderboard_dir=args.leaderboard_dir,
         amp=args.amp, workers=args.workers, arch=args.arch, predictions=args.predictions,
         trust_checkpoint=args.trust_checkpoint, name=args.name,
+        save_predictions=args.save_predictions, resume=args.resume,
     )
+    show_result(result)
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from bench.campaign.rescore import rescore
+
+    result = rescore(args.run_dir, args.overrides, out_dir=args.out, device=args.device,
+                     leaderboard=not args.no_leaderboard, leaderboard_dir=args.leaderboard_dir)
     show_result(result)
     return 0
 
@@ -158,6 +187,7 @@ def _run_many(args: argparse.Namespace) -> int:
         leaderboard=not args.no_leaderboard, leaderboard_dir=args.leaderboard_dir,
         amp=args.amp, workers=args.workers, arch=args.arch,
         trust_checkpoint=args.trust_checkpoint, name=args.name,
+        save_predictions=args.save_predictions, resume=args.resume,
     )
     print(suite_table(run, args.format), end="")
     if run.left_out:
@@ -356,7 +386,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "list": cmd_list, "validate": cmd_validate, "table": cmd_table,
+    "run": cmd_run, "rescore": cmd_rescore, "list": cmd_list, "validate": cmd_validate,
+    "table": cmd_table,
     "compare": cmd_compare, "train": cmd_train, "data": cmd_data, "perf": cmd_perf,
     "demo": cmd_demo,
 }

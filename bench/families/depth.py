@@ -39,6 +39,7 @@ from bench.families.base import (
     batch_device,
     check_tensor,
 )
+from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.registry import FAMILIES
 
 KINDS = ("depth", "inverse_depth", "disparity")
@@ -194,6 +195,22 @@ def map_files(path: Path, dataset: Any) -> DepthMapFiles:
                          lambda data, where: decode_png(data, where, float(scale)))
 
 
+class DepthMapFolder(PredictionWriter):
+    """A folder of per-image ``.npy`` float32 depth maps in metres named by sample id
+    (``npy_name``), each written to a temporary file and renamed into place."""
+
+    target_name = "depth"
+
+    def write(self, batch: Batch, raw: Any, pred: dict[str, Any]) -> None:
+        if pred["kind"] != "depth":
+            raise ContractError(f"{pred['kind']} predictions cannot be saved: the per-image "
+                                "folder holds depth in metres", "predict depth to save it")
+        for sample_id, depth in zip(batch["id"], pred["value"], strict=True):
+            buffer = io.BytesIO()
+            np.save(buffer, depth.detach().cpu().numpy().astype(np.float32))
+            write_bytes_atomic(self.target / npy_name(str(sample_id)), buffer.getvalue())
+
+
 @FAMILIES.register("depth")
 class DepthFamily(Family):
     """Monocular depth: image, depth (m), valid mask, K -> depth [H,W] (or inverse depth)."""
@@ -257,3 +274,7 @@ class DepthFamily(Family):
             raise ContractError(f"{path}: {kinds[0]} has shape {maps.shape}, expected "
                                 f"[{len(ids)}, H, W] for {len(ids)} ids")
         return DepthTable(ids, maps, kinds[0], path)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> DepthMapFolder:
+        """A folder of per-image ``.npy`` depth maps (metres) named by sample id."""
+        return DepthMapFolder(folder, dataset)

@@ -26,6 +26,7 @@ import torch
 
 from bench.errors import ContractError
 from bench.families.base import Batch, Family, PredictionTable, Predictor, check_tensor
+from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.registry import FAMILIES
 
 NUM_KEYPOINTS = 21
@@ -89,6 +90,37 @@ def _stack(path: Path, name: str, entries: list, rows: int | None) -> torch.Tens
     return torch.tensor(np.asarray(entries, dtype=np.float64))
 
 
+class PredJson(PredictionWriter):
+    """FreiHAND's ``pred.json`` over the whole data set (entries of samples not predicted
+    yet hold NaN), rewritten after each batch."""
+
+    target_name = "pred.json"
+
+    def __init__(self, folder: Path, dataset: Any) -> None:
+        super().__init__(folder, dataset)
+        if hasattr(dataset, "sample_id"):
+            ids = [dataset.sample_id(i) for i in range(len(dataset))]
+        else:
+            ids = [dataset[i]["id"] for i in range(len(dataset))]
+        self.row = {sample_id: row for row, sample_id in enumerate(ids)}
+        self.xyz: list[Any] = [[[float("nan")] * 3] * NUM_KEYPOINTS for _ in ids]
+        self.verts: list[Any] = [[] for _ in ids]
+
+    def write(self, batch: Batch, raw: Any, pred: dict[str, torch.Tensor]) -> None:
+        keypoints = pred["keypoints"].cpu().tolist()
+        vertices = pred["vertices"].cpu().tolist() if "vertices" in pred else None
+        for index, sample_id in enumerate(batch["id"]):
+            row = self.row[str(sample_id)]
+            self.xyz[row] = keypoints[index]
+            if vertices is not None:
+                self.verts[row] = vertices[index]
+        write_bytes_atomic(self.target, json.dumps([self.xyz, self.verts]).encode("utf-8"))
+
+    def restore(self, state: Any) -> None:
+        if self.target.is_file():
+            self.xyz, self.verts = json.loads(self.target.read_text(encoding="utf-8"))
+
+
 @FAMILIES.register("handpose")
 class HandPoseFamily(Family):
     """3D hand pose: image, K, 21 keypoints (m, camera frame) -> 21 keypoints (+ vertices)."""
@@ -146,3 +178,7 @@ class HandPoseFamily(Family):
         else:
             ids = [dataset[i]["id"] for i in range(len(dataset))]
         return PredictionFile(ids, keypoints, vertices, path)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> PredJson:
+        """FreiHAND's ``pred.json``, rewritten after each batch."""
+        return PredJson(folder, dataset)

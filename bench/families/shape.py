@@ -49,6 +49,7 @@ import torch
 
 from bench.errors import BenchError, ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor
+from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.geometry.grids import grid_occupancy, grid_to_mesh
 from bench.geometry.mesh import check_mesh, mesh_occupancy
 from bench.registry import FAMILIES
@@ -183,6 +184,28 @@ def _split_batched(pred: dict[str, Any], size: int) -> list[dict[str, Any]]:
     return rows
 
 
+class ShapeFolder(PredictionWriter):
+    """A folder of ``<sample id>.npz`` files (the zip layout, unpacked): ``vertices`` +
+    ``faces``, ``points`` (+ ``normals``) or ``occupancy`` + ``bounds``, each written to a
+    temporary file and renamed into place."""
+
+    target_name = "shapes"
+
+    def write(self, batch: Batch, raw: Any, pred: list[ShapePrediction]) -> None:
+        for sample_id, shape in zip(batch["id"], pred, strict=True):
+            if shape.kind == "mesh":
+                arrays = {"vertices": shape.vertices, "faces": shape.faces}
+            elif shape.kind == "points":
+                arrays = {"points": shape.points}
+                if shape.normals is not None:
+                    arrays["normals"] = shape.normals
+            else:
+                arrays = {"occupancy": shape.grid, "bounds": shape.bounds}
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            write_bytes_atomic(self.target / f"{sample_id}.npz", buffer.getvalue())
+
+
 @FAMILIES.register("shape")
 class ShapeFamily(Family):
     """Single-view 3D shape: image -> mesh, point cloud or occupancy grid (normalised frame)."""
@@ -232,6 +255,10 @@ class ShapeFamily(Family):
             raise ContractError(f"{path}: shape predictions must be a zip archive of "
                                 "<sample id>.npz/.off/.obj/.ply files, or a folder")
         return ZipPredictions(path)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> ShapeFolder:
+        """A folder of ``<sample id>.npz`` predictions (the zip layout, unpacked)."""
+        return ShapeFolder(folder, dataset)
 
 
 class ZipPredictions:

@@ -15,6 +15,7 @@ DAVIS challenge takes).
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,29 @@ import torch
 
 from bench.errors import ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor
+from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.formats.images import read_index_png
+from bench.formats.palette import davis_palette
 from bench.registry import FAMILIES
+
+
+class ResultsFolder(PredictionWriter):
+    """The DAVIS results layout, ``<sequence>/<frame>.png`` palette masks of object ids,
+    each written to a temporary file and renamed into place."""
+
+    target_name = "results"
+
+    def write(self, batch: Batch, raw: Any, pred: list[torch.Tensor]) -> None:
+        from PIL import Image
+
+        for sequence, labels in zip(batch["id"], pred, strict=True):
+            for t, frame in enumerate(labels.cpu().numpy().astype(np.uint8)):
+                image = Image.fromarray(frame, mode="P")
+                image.putpalette(davis_palette())
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                write_bytes_atomic(self.target / str(sequence) / f"{t:05d}.png",
+                                   buffer.getvalue())
 
 
 class ResultMasks:
@@ -149,3 +171,7 @@ class VideoFamily(Family):
             raise ContractError(f"{path}: VOS predictions must be a results folder or a .zip "
                                 "of <sequence>/<frame>.png masks (the DAVIS results layout)")
         return ZipMasks(path)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> ResultsFolder:
+        """A results folder ``<sequence>/<frame>.png`` (the DAVIS results layout)."""
+        return ResultsFolder(folder, dataset)
