@@ -95,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--no-leaderboard", action="store_true")
     rescore.add_argument("--leaderboard-dir")
 
+    sweep = sub.add_parser(
+        "sweep", help="models x tasks, one job each, through submitit (Slurm or local)",
+        epilog="examples:\n  arbench sweep --models logreg lenet5 --tasks digits --jobs 2\n"
+        "  arbench sweep --models depth-unet constant-median --suite depth --executor slurm "
+        "--slurm-partition gpu --gpus-per-job 1 --timeout-min 120",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("--models", nargs="+", required=True)
+    sweep.add_argument("--tasks", nargs="+", help="task names")
+    sweep.add_argument("--suite", help="every task of a suite (bench/suites/NAME.yaml)")
+    sweep.add_argument("--executor", default="local", choices=["local", "slurm"])
+    sweep.add_argument("--jobs", type=int, default=2, help="jobs running at a time (default 2)")
+    sweep.add_argument("--slurm-partition")
+    sweep.add_argument("--gpus-per-job", type=int, default=0)
+    sweep.add_argument("--timeout-min", type=int, default=60)
+    sweep.add_argument("--logs", help="submitit log folder (default OUT/sweeps/<time>)")
+    sweep.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"])
+    sweep.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY.PATH=VALUE", help="override a spec field (repeatable)")
+    sweep.add_argument("--device")
+    sweep.add_argument("--batch-size", type=int)
+    sweep.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    sweep.add_argument("--out", default="results")
+    sweep.add_argument("--leaderboard-dir")
+
     sub.add_parser("list", help="tasks, adapters, metrics, baselines, embedded data sets")
 
     validate = sub.add_parser("validate", help="check a task spec (every error at once)")
@@ -159,6 +183,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     show_result(result)
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.campaign.suites import load_suite
+    from bench.campaign.sweep import run_sweep, sweep_table
+
+    if bool(args.tasks) == bool(args.suite):
+        raise BenchError("give either --tasks T1 T2 or --suite NAME")
+    tasks = args.tasks or load_suite(args.suite).task_list()
+    sweep = run_sweep(
+        args.models, tasks, executor=args.executor, jobs=args.jobs, out_dir=args.out,
+        leaderboard_dir=args.leaderboard_dir, overrides=args.overrides, limit=args.limit,
+        log_dir=args.logs, slurm_partition=args.slurm_partition,
+        gpus_per_job=args.gpus_per_job, timeout_min=args.timeout_min, device=args.device,
+        batch_size=args.batch_size)
+    print(sweep_table(sweep, args.format), end="")
+    done = sum(cell.status == "done" for cell in sweep.cells)
+    ran = sum(cell.status == "ok" for cell in sweep.cells)
+    print(f"{ran} job(s) ran, {done} cell(s) already in the leaderboards, "
+          f"{len(sweep.failed)} failed", file=sys.stderr)
+    for cell in sweep.failed:
+        print(f"failed: {cell.model} on {cell.task}: {cell.reason} (log: {cell.log})",
+              file=sys.stderr)
+    return 1 if sweep.failed else 0
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
@@ -386,10 +434,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "rescore": cmd_rescore, "list": cmd_list, "validate": cmd_validate,
-    "table": cmd_table,
-    "compare": cmd_compare, "train": cmd_train, "data": cmd_data, "perf": cmd_perf,
-    "demo": cmd_demo,
+    "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "list": cmd_list,
+    "validate": cmd_validate, "table": cmd_table, "compare": cmd_compare, "train": cmd_train,
+    "data": cmd_data, "perf": cmd_perf, "demo": cmd_demo,
 }
 
 

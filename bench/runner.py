@@ -292,6 +292,17 @@ def evaluate(
     return result
 
 
+def comparability_key(spec: TaskSpec, dataset: BenchDataset, metrics: list[Metric],
+                      n_samples: int) -> str:
+    """The leaderboard's comparability key: protocol, data, metric versions, sample count."""
+    return _short_hash({
+        "protocol": spec.protocol_hash(),
+        "dataset": dataset.info.fingerprint,
+        "metric_versions": {type(m).__name__: m.version for m in metrics},
+        "n_samples": n_samples,
+    })
+
+
 def _make_result(
     spec: TaskSpec, model_info: ModelInfo, dataset: BenchDataset, metrics: list[Metric],
     values: dict[str, float], higher: dict[str, bool], details: dict[str, Any], run_id: str,
@@ -299,12 +310,7 @@ def _make_result(
     limit: int | None, sample_keys: dict[str, str],
 ) -> Result:
     metric_versions = {type(m).__name__: m.version for m in metrics}
-    key = _short_hash({
-        "protocol": spec.protocol_hash(),
-        "dataset": dataset.info.fingerprint,
-        "metric_versions": metric_versions,
-        "n_samples": n_samples,
-    })
+    key = comparability_key(spec, dataset, metrics, n_samples)
     metadata = {
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "spec_hash": spec.spec_hash(),
