@@ -57,3 +57,12 @@ def test_a_failed_job_is_listed_with_its_log(tmp_path: Path):
     assert "MNIST" in cell.reason or "mnist" in cell.reason
     assert Path(cell.log).is_file() and "Traceback" in Path(cell.log).read_text()
     assert "failed" in sweep_table(sweep)
+
+
+def test_slurm_without_slurm_is_one_clear_error(tmp_path: Path, monkeypatch):
+    from bench.errors import BenchError
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+    with pytest.raises(BenchError, match="slurm executor.*--executor local"):
+        run_sweep(["logreg"], ["digits"], executor="slurm", limit=4, progress=False,
+                  out_dir=tmp_path / "results", leaderboard_dir=tmp_path / "boards")

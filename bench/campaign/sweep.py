@@ -137,13 +137,22 @@ def run_sweep(models: list[str], tasks: list[str], *, executor: str = "local", j
                 cell.status, cell.value = "done", float(row[spec.primary_metric])
             sweep.cells.append(cell)
 
+    todo = [cell for cell in sweep.cells if cell.status == "pending"]
+    if not todo:
+        return sweep
     logs = Path(log_dir) if log_dir else out / "sweeps" / time.strftime("%Y%m%d-%H%M%S")
-    pool = submitit.AutoExecutor(folder=logs / "%j", cluster=executor)
-    pool.update_parameters(timeout_min=timeout_min, gpus_per_node=gpus_per_job,
-                           slurm_partition=slurm_partition, name="arbench")
+    try:
+        pool = submitit.AutoExecutor(folder=logs / "%j", cluster=executor)
+    except RuntimeError as exc:
+        raise BenchError(f"cannot use the {executor} executor: {exc}",
+                         "run on a Slurm login node, or pass --executor local") from exc
+    parameters: dict[str, Any] = {"timeout_min": timeout_min, "gpus_per_node": gpus_per_job,
+                                  "name": "arbench"}
+    if slurm_partition:
+        parameters["slurm_partition"] = slurm_partition
+    pool.update_parameters(**parameters)
     job_options = {"out_dir": str(out), "leaderboard_dir": str(boards),
                    "overrides": overrides, "limit": limit, **options}
-    todo = [cell for cell in sweep.cells if cell.status == "pending"]
     running: list[tuple[Cell, Any]] = []
     with _Bar(progress, len(todo)) as advance:
         while todo or running:
