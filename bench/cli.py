@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-predictions", action="store_true",
                      help="write the predictions batch by batch into the run folder, in the "
                      "family's --predictions format (for `arbench rescore` and --resume)")
+    run.add_argument("--log", choices=["mlflow"],
+                     help="also record the run in an experiment tracker (extra: .[mlflow])")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: file store "
+                     "OUT/mlruns)")
     run.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
                      help="continue the newest unfinished --save-predictions run of this task "
                      "and model (or RUN_DIR): committed batches are not predicted again")
@@ -182,6 +186,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         save_predictions=args.save_predictions, resume=args.resume,
     )
     show_result(result)
+    if args.log == "mlflow":
+        from bench.campaign.tracking import log_to_mlflow
+
+        run_id = log_to_mlflow(result, args.tracking_uri)
+        console().print(f"recorded in MLflow as run {run_id}")
     return 0
 
 
