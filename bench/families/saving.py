@@ -101,24 +101,25 @@ class AppendedLines(PredictionWriter):
                 handle.truncate(int(state or 0))
 
 
-def read_committed(folder: Path) -> tuple[list[str], Any]:
-    """(sample ids of every committed batch, the writer state of the last one); a last line
-    cut short by a kill is ignored."""
+def committed_lines(folder: Path) -> list[str]:
+    """The whole lines of ``committed.jsonl``, up to a last line a kill cut short."""
     path = folder / COMMITTED
-    ids: list[str] = []
-    state: Any = None
-    if not path.is_file():
-        return ids, state
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
+    for count, line in enumerate(lines):
         try:
-            entry = json.loads(line)
+            json.loads(line)
         except json.JSONDecodeError:
-            break
-        ids += entry["ids"]
-        state = entry.get("state")
-    return ids, state
+            return lines[:count]
+        if not line.endswith("\n"):
+            return lines[:count]
+    return lines
+
+
+def read_committed(folder: Path) -> tuple[list[str], Any]:
+    """(sample ids of every committed batch, the writer state of the last one)."""
+    entries = [json.loads(line) for line in committed_lines(folder)]
+    ids = [sample_id for entry in entries for sample_id in entry["ids"]]
+    return ids, entries[-1].get("state") if entries else None
 
 
 class SavedPredictions:
@@ -134,11 +135,9 @@ class SavedPredictions:
             ids, state = read_committed(writer.folder)
             self.done = set(ids)
             writer.restore(state)
-            # drop a line a kill may have cut short; the log then ends at a whole line
-            lines = [f"{line}\n" for line in committed.read_text(encoding="utf-8").split("\n")
-                     if line] if committed.is_file() else []
-            whole = [line for line in lines if _complete(line)]
-            committed.write_text("".join(whole), encoding="utf-8")
+            # the log ends at a whole line again before new batches are appended
+            whole = "".join(committed_lines(writer.folder))
+            write_bytes_atomic(committed, whole.encode("utf-8"))
         elif committed.exists():
             raise BenchError(f"{writer.folder} already holds committed predictions",
                              "resume that run with --resume, or write into a new run folder")
@@ -176,13 +175,6 @@ class SavedPredictions:
             handle.flush()
             os.fsync(handle.fileno())
 
-
-def _complete(line: str) -> bool:
-    try:
-        json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    return True
 
 
 def open_saved_run(spec: Any, family: Any, dataset: Any, model_info: Any,
