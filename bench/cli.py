@@ -18,11 +18,14 @@ if TYPE_CHECKING:
 EXAMPLES = """examples:
   arbench list
   arbench run digits --model baseline:lecture-cnn
+  arbench run --suite embedded --model baseline:logreg
+  arbench run synthetic-depth,nyu-depth --model depth-unet --format latex
   arbench run digits --model my_cnn.pt --arch mypkg.nets:make_cnn
   arbench run mnist --model lenet5 --set dataset.root=/data/mnist --device cuda
   arbench table digits --format latex --reference logreg
   arbench compare digits --models logreg lecture-cnn --reference logreg
   arbench validate bench/tasks/digits.yaml
+  arbench run digits --model logreg --save-predictions && arbench rescore results/digits/logreg/RUN
 """
 
 
@@ -58,7 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="evaluate a model on a task", epilog=EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("task", help="task name (see `arbench list`) or path to a spec YAML")
+    run.add_argument("task", nargs="?",
+                     help="task name (see `arbench list`), path to a spec YAML, or TASK1,TASK2")
+    run.add_argument("--suite", help="run every task of a suite (bench/suites/NAME.yaml) that "
+                     "fits the model")
+    run.add_argument("--strict", action="store_true",
+                     help="with several tasks: a task whose data is missing is an error")
+    run.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"],
+                     help="with several tasks: format of the task x metric table")
+    run.add_argument("--save-predictions", action="store_true",
+                     help="write the predictions batch by batch into the run folder, in the "
+                     "family's --predictions format (for `arbench rescore` and --resume)")
+    run.add_argument("--log", choices=["mlflow"],
+                     help="also record the run in an experiment tracker (extra: .[mlflow])")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: file store "
+                     "OUT/mlruns)")
+    run.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                     help="continue the newest unfinished --save-predictions run of this task "
+                     "and model (or RUN_DIR): committed batches are not predicted again")
     run.add_argument("--model", help="baseline:NAME, FILE.pt/.pt2, or module:function")
     run.add_argument("--predictions", help="a predictions file in the family's format")
     run.add_argument("--arch", help="module:factory building the network of a state_dict")
@@ -66,6 +86,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-checkpoint", action="store_true",
                      help="allow checkpoints that need full unpickling (runs their code!)")
     _run_options(run)
+
+    rescore = sub.add_parser("rescore", help="score a run's saved predictions again (no model)",
+                             epilog="example:\n  arbench rescore results/digits/logreg/RUN_ID "
+                             "--set metrics.3.params.bins=10",
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    rescore.add_argument("run_dir", help="folder of a finished --save-predictions run")
+    rescore.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="KEY.PATH=VALUE", help="override a spec field (repeatable)")
+    rescore.add_argument("--device")
+    rescore.add_argument("--out", help="results directory (default: the run's own)")
+    rescore.add_argument("--no-leaderboard", action="store_true")
+    rescore.add_argument("--leaderboard-dir")
+
+    sweep = sub.add_parser(
+        "sweep", help="models x tasks, one job each, through submitit (Slurm or local)",
+        epilog="examples:\n  arbench sweep --models logreg lenet5 --tasks digits --jobs 2\n"
+        "  arbench sweep --models depth-unet constant-median --suite depth --executor slurm "
+        "--slurm-partition gpu --gpus-per-job 1 --timeout-min 120",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("--models", nargs="+", required=True)
+    sweep.add_argument("--tasks", nargs="+", help="task names")
+    sweep.add_argument("--suite", help="every task of a suite (bench/suites/NAME.yaml)")
+    sweep.add_argument("--executor", default="local", choices=["local", "slurm"])
+    sweep.add_argument("--jobs", type=int, default=2, help="jobs running at a time (default 2)")
+    sweep.add_argument("--slurm-partition")
+    sweep.add_argument("--gpus-per-job", type=int, default=0)
+    sweep.add_argument("--timeout-min", type=int, default=60)
+    sweep.add_argument("--logs", help="submitit log folder (default OUT/sweeps/<time>)")
+    sweep.add_argument("--format", default="md", choices=["md", "latex", "csv", "html"])
+    sweep.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY.PATH=VALUE", help="override a spec field (repeatable)")
+    sweep.add_argument("--device")
+    sweep.add_argument("--batch-size", type=int)
+    sweep.add_argument("--limit", type=int, help="evaluate only the first N samples")
+    sweep.add_argument("--out", default="results")
+    sweep.add_argument("--leaderboard-dir")
 
     sub.add_parser("list", help="tasks, adapters, metrics, baselines, embedded data sets")
 
@@ -115,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.suite or (args.task and "," in args.task):
+        return _run_many(args)
+    if not args.task:
+        raise BenchError("no task given", "pass TASK, TASK1,TASK2 or --suite NAME")
     from bench.runner import evaluate
 
     result = evaluate(
@@ -123,9 +183,75 @@ def cmd_run(args: argparse.Namespace) -> int:
         leaderboard=not args.no_leaderboard, leaderboard_dir=args.leaderboard_dir,
         amp=args.amp, workers=args.workers, arch=args.arch, predictions=args.predictions,
         trust_checkpoint=args.trust_checkpoint, name=args.name,
+        save_predictions=args.save_predictions, resume=args.resume,
     )
     show_result(result)
+    if args.log == "mlflow":
+        from bench.campaign.tracking import log_to_mlflow
+
+        run_id = log_to_mlflow(result, args.tracking_uri)
+        console().print(f"recorded in MLflow as run {run_id}")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.campaign.suites import load_suite
+    from bench.campaign.sweep import run_sweep, sweep_table
+
+    if bool(args.tasks) == bool(args.suite):
+        raise BenchError("give either --tasks T1 T2 or --suite NAME")
+    tasks = args.tasks or load_suite(args.suite).task_list()
+    sweep = run_sweep(
+        args.models, tasks, executor=args.executor, jobs=args.jobs, out_dir=args.out,
+        leaderboard_dir=args.leaderboard_dir, overrides=args.overrides, limit=args.limit,
+        log_dir=args.logs, slurm_partition=args.slurm_partition,
+        gpus_per_job=args.gpus_per_job, timeout_min=args.timeout_min, device=args.device,
+        batch_size=args.batch_size)
+    print(sweep_table(sweep, args.format), end="")
+    done = sum(cell.status == "done" for cell in sweep.cells)
+    ran = sum(cell.status == "ok" for cell in sweep.cells)
+    print(f"{ran} job(s) ran, {done} cell(s) already in the leaderboards, "
+          f"{len(sweep.failed)} failed", file=sys.stderr)
+    for cell in sweep.failed:
+        print(f"failed: {cell.model} on {cell.task}: {cell.reason} (log: {cell.log})",
+              file=sys.stderr)
+    return 1 if sweep.failed else 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from bench.campaign.rescore import rescore
+
+    result = rescore(args.run_dir, args.overrides, out_dir=args.out, device=args.device,
+                     leaderboard=not args.no_leaderboard, leaderboard_dir=args.leaderboard_dir)
+    show_result(result)
+    return 0
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    """Several tasks (a suite or a comma list) with one model: one table, a suite.json."""
+    from bench.campaign.suites import load_suite, run_suite, suite_table
+
+    if args.suite and args.task:
+        raise BenchError("give either TASK1,TASK2 or --suite NAME, not both")
+    if args.predictions:
+        raise BenchError("--predictions scores one task", "run each task on its own")
+    suite = load_suite(args.suite) if args.suite else None
+    tasks = suite.task_list() if suite else [t for t in args.task.split(",") if t]
+    run = run_suite(
+        tasks, args.model, suite=suite.suite if suite else "tasks", strict=args.strict,
+        out_dir=args.out, overrides=args.overrides, device=args.device,
+        batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+        leaderboard=not args.no_leaderboard, leaderboard_dir=args.leaderboard_dir,
+        amp=args.amp, workers=args.workers, arch=args.arch,
+        trust_checkpoint=args.trust_checkpoint, name=args.name,
+        save_predictions=args.save_predictions, resume=args.resume,
+    )
+    print(suite_table(run, args.format), end="")
+    if run.left_out:
+        print(f"left out (not {run.model}'s family): {', '.join(run.left_out)}",
+              file=sys.stderr)
+    print(f"suite result in {run.path}", file=sys.stderr)
+    return 0 if run.complete else 1
 
 
 def show_result(result) -> None:
@@ -335,9 +461,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run, "list": cmd_list, "validate": cmd_validate, "table": cmd_table,
-    "compare": cmd_compare, "train": cmd_train, "data": cmd_data, "perf": cmd_perf,
-    "demo": cmd_demo,
+    "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "list": cmd_list,
+    "validate": cmd_validate, "table": cmd_table, "compare": cmd_compare, "train": cmd_train,
+    "data": cmd_data, "perf": cmd_perf, "demo": cmd_demo,
 }
 
 

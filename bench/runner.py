@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.adapters.base import BenchDataset, embedded_root, ensure_embedded, resolve_root
 from bench.errors import BenchError, DataError, ModelError
 from bench.families.base import Family, move_batch
+from bench.families.saving import open_saved_run
 from bench.formats.leaderboard import read_leaderboard_rows
 from bench.metrics.base import Metric
 from bench.models import ModelInfo, load_model
@@ -169,11 +170,17 @@ def evaluate(
     trust_checkpoint: bool = False,
     name: str | None = None,
     progress: bool = True,
+    save_predictions: bool = False,
+    resume: bool | str | Path = False,
 ) -> Result:
     """Evaluate ``model`` on ``task`` exactly as the task's spec says; return the Result.
 
     Writes ``OUT/<task>/<model>/<run-id>/result.json``, ``samples.jsonl`` and figures, and
     appends one row to ``leaderboards/<task>.csv`` unless ``leaderboard`` is False.
+    ``save_predictions`` also writes the model's predictions batch by batch into the run
+    folder's ``predictions/``, in the family's ``--predictions`` format; ``resume`` (True:
+    the newest unfinished run of this task and model under ``out_dir``; or a run folder)
+    continues such a run: committed batches are read back instead of predicted again.
     """
     spec = task if isinstance(task, TaskSpec) else load_spec(task, overrides)
     batch_size = checked_run_options(spec, batch_size, limit, workers, seed)
@@ -201,8 +208,20 @@ def evaluate(
     )
     metrics = build_metrics(spec, torch_device)
 
-    run_id = _new_run_id(rank, world)
-    run_dir = Path(out_dir) / spec.task / _safe_name(model_info.name) / run_id
+    saver = None
+    if save_predictions or resume:
+        if world > 1:
+            raise BenchError("--save-predictions and --resume run in a single process",
+                             "drop them under torchrun")
+        options = {"batch_size": batch_size, "limit": limit, "seed": seed}
+        run_dir, saver = open_saved_run(
+            spec, family, dataset, model_info, options, resume,
+            new_run=Path(out_dir) / spec.task / _safe_name(model_info.name) / _new_run_id(0, 1))
+        predictor = saver.wrap(predictor)
+        run_id = run_dir.name
+    else:
+        run_id = _new_run_id(rank, world)
+        run_dir = Path(out_dir) / spec.task / _safe_name(model_info.name) / run_id
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -239,6 +258,8 @@ def evaluate(
                         f"(first sample {batch['id'][0]!r}): {type(exc).__name__}: {exc}"
                     ) from exc
                 pred = family.check_prediction(raw, batch, dataset.info)
+                if saver is not None:
+                    saver.write(batch, raw, pred)
                 per_sample: dict[str, list[Any]] = {}
                 for metric in metrics:
                     for key, values in metric.update(pred, batch).items():
@@ -247,7 +268,8 @@ def evaluate(
                 advance()
     except BaseException:
         writer.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if saver is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     writer.close()
     if torch_device.type == "cuda":
@@ -281,9 +303,21 @@ def evaluate(
             if leaderboard:
                 append_leaderboard(board, result.leaderboard_row())
         except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if saver is None:  # saved predictions stay, to be resumed or re-scored
+                shutil.rmtree(run_dir, ignore_errors=True)
             raise
     return result
+
+
+def comparability_key(spec: TaskSpec, dataset: BenchDataset, metrics: list[Metric],
+                      n_samples: int) -> str:
+    """The leaderboard's comparability key: protocol, data, metric versions, sample count."""
+    return _short_hash({
+        "protocol": spec.protocol_hash(),
+        "dataset": dataset.info.fingerprint,
+        "metric_versions": {type(m).__name__: m.version for m in metrics},
+        "n_samples": n_samples,
+    })
 
 
 def _make_result(
@@ -293,12 +327,7 @@ def _make_result(
     limit: int | None, sample_keys: dict[str, str],
 ) -> Result:
     metric_versions = {type(m).__name__: m.version for m in metrics}
-    key = _short_hash({
-        "protocol": spec.protocol_hash(),
-        "dataset": dataset.info.fingerprint,
-        "metric_versions": metric_versions,
-        "n_samples": n_samples,
-    })
+    key = comparability_key(spec, dataset, metrics, n_samples)
     metadata = {
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "spec_hash": spec.spec_hash(),

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "tables": 8,
     "perf": 9,
     "demo": 9,
+    "campaign": 9,
     "cli": 10,
     "__main__": 11,
     "__init__": 11,

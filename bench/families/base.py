@@ -154,3 +154,8 @@ class Family:
     def load_predictions(self, path: Path, dataset: Any) -> Predictor:
         """A Predictor that serves predictions from a file in the family's format."""
         raise NotImplementedError(f"{self.name} has no predictions-file format yet")
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> Any:
+        """A ``bench.families.saving.PredictionWriter`` writing this family's predictions
+        format into ``folder`` batch by batch (what ``load_predictions`` reads back)."""
+        raise ContractError(f"the {self.name} family cannot save predictions yet")

@@ -15,7 +15,28 @@ import torch
 
 from bench.errors import ContractError
 from bench.families.base import Batch, Family, Predictor, TensorTable, check_tensor
+from bench.families.saving import AppendedLines
 from bench.registry import FAMILIES
+
+
+class LogitsCsv(AppendedLines):
+    """Appends ``id,logit_0,...`` rows (floats written exactly) batch by batch."""
+
+    target_name = "predictions.csv"
+
+    def header(self, pred: torch.Tensor) -> str:
+        return ",".join(["id", *(f"logit_{c}" for c in range(pred.shape[1]))])
+
+    def lines(self, batch: Batch, raw: Any, pred: torch.Tensor) -> list[str]:
+        rows = pred.detach().cpu().tolist()
+        return [",".join([_csv_id(str(sample_id)), *map(repr, row)])
+                for sample_id, row in zip(batch["id"], rows, strict=True)]
+
+
+def _csv_id(sample_id: str) -> str:
+    if any(char in sample_id for char in ',"\n\r'):
+        return '"' + sample_id.replace('"', '""') + '"'
+    return sample_id
 
 
 @FAMILIES.register("classification")
@@ -66,3 +87,7 @@ class ClassificationFamily(Family):
             raise ContractError(
                 f"{path}: logits shape {tuple(logits.shape)} does not match {len(ids)} ids")
         return TensorTable(ids, logits, path)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> LogitsCsv:
+        """``predictions.csv`` (``id,logit_0,...``), grown batch by batch."""
+        return LogitsCsv(folder, dataset)

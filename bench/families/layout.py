@@ -19,11 +19,16 @@ of the diagonal, NaN) is a ContractError naming the image.
 Predictions file: a ``.mat`` file (or a folder holding ``results.mat``) in the LSUN
 challenge's result format, struct array ``results`` with fields ``image``, ``type`` and
 ``point`` (1-based MATLAB pixel coordinates, as LSUN's ground truth); and/or a folder with
-``labels/<image>.png`` (8-bit label maps, 0..5) and ``layout_depth/<image>.npy`` (metres).
+``labels/<image>.png`` (8-bit label maps, 0..5), ``layout_depth/<image>.npy`` (metres) and
+``corners/<image>.json`` (``{"type": t, "corners": [[x, y], ...]}``, 0-based pixels, exact:
+what ``arbench run --save-predictions`` writes beside the label maps; it takes precedence
+over ``results.mat``).
 """
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ import torch
 
 from bench.errors import ContractError
 from bench.families.base import Batch, Family, PredictionTable, Predictor, batch_device
+from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.registry import FAMILIES
 
 SURFACES = {1: "frontal wall", 2: "left wall", 3: "right wall", 4: "floor", 5: "ceiling"}
@@ -270,6 +276,38 @@ class LayoutFamily(Family):
         """Read LSUN-format results (``.mat``) and/or a folder of label PNGs and depth .npy."""
         return LayoutPredictions(path)
 
+    def prediction_writer(self, folder: Path, dataset: Any) -> LayoutFolder:
+        """A folder of ``labels/``, ``layout_depth/`` and ``corners/`` files per image."""
+        return LayoutFolder(folder, dataset)
+
+
+class LayoutFolder(PredictionWriter):
+    """Per image ``labels/<stem>.png``, ``layout_depth/<stem>.npy`` and
+    ``corners/<stem>.json``, each written to a temporary file and renamed into place."""
+
+    target_name = "layout"
+
+    def write(self, batch: Batch, raw: Any, pred: dict[str, Any]) -> None:
+        for i, sample_id in enumerate(batch["id"]):
+            stem = image_stem(str(sample_id))
+            if pred["plane_map"][i] is not None:
+                raise ContractError(f"{sample_id}: plane maps cannot be saved (the layout "
+                                    "predictions folder holds labels, depth and corners)")
+            ok, png = cv2.imencode(".png", pred["labels"][i].cpu().numpy().astype(np.uint8))
+            if not ok:
+                raise ContractError(f"{sample_id}: cannot encode the label map as PNG")
+            write_bytes_atomic(self.target / "labels" / f"{stem}.png", png.tobytes())
+            if pred["layout_depth"][i] is not None:
+                buffer = io.BytesIO()
+                np.save(buffer, pred["layout_depth"][i].cpu().numpy().astype(np.float32))
+                write_bytes_atomic(self.target / "layout_depth" / f"{stem}.npy",
+                                   buffer.getvalue())
+            if pred["type"][i] is not None:
+                corners = {"type": int(pred["type"][i]),
+                           "corners": pred["corners"][i].cpu().tolist()}
+                write_bytes_atomic(self.target / "corners" / f"{stem}.json",
+                                   json.dumps(corners).encode("utf-8"))
+
 
 def image_stem(sample_id: str) -> str:
     """The file stem predictions use for a sample id (``scene/0001.jpg`` -> ``scene/0001``)."""
@@ -308,8 +346,8 @@ class LayoutPredictions(PredictionTable):
         mat = path if path.suffix == ".mat" else path / "results.mat"
         self.layouts = read_results_mat(mat) if mat.is_file() else {}
         self.folder = path if path.is_dir() else None
-        labels_dir = self.folder / "labels" if self.folder else None
-        if not self.layouts and not (labels_dir and labels_dir.is_dir()):
+        folders = [self.folder / name for name in ("labels", "corners")] if self.folder else []
+        if not self.layouts and not any(folder.is_dir() for folder in folders):
             raise ContractError(f"{path}: expected results.mat (LSUN result format) or a "
                                 "labels/ folder of label PNGs")
         super().__init__([], path)
@@ -325,12 +363,24 @@ class LayoutPredictions(PredictionTable):
             raise ContractError(f"{file} is not a single-channel label PNG")
         return labels
 
+    def _corners(self, stem: str) -> tuple[int, np.ndarray] | None:
+        file = self.folder / "corners" / f"{stem}.json" if self.folder else None
+        if file is None or not file.is_file():
+            return None
+        try:
+            entry = json.loads(file.read_text(encoding="utf-8"))
+            return int(entry["type"]), np.asarray(entry["corners"], dtype=np.float64)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ContractError(f"{file}: expected {{\"type\": t, \"corners\": [[x, y], "
+                                f"...]}} ({exc})") from exc
+
     def __call__(self, batch: Batch) -> dict[str, Any]:
         out: dict[str, list[Any]] = {}
         for sample_id in batch["id"]:
             stem = image_stem(str(sample_id))
             labels = self._labels(stem)
-            layout = self.layouts.get(stem) or self.layouts.get(Path(stem).name)
+            layout = (self._corners(stem) or self.layouts.get(stem)
+                      or self.layouts.get(Path(stem).name))
             if labels is None and layout is None:
                 raise ContractError(f"{self.source} has no prediction for image {sample_id!r}")
             if labels is not None:

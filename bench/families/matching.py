@@ -26,6 +26,7 @@ the method when the folder holds several.
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from collections import OrderedDict
@@ -37,6 +38,7 @@ import torch
 
 from bench.errors import ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor, check_tensor
+from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.registry import FAMILIES
 
 FEATURE_KEYS = ("keypoints", "descriptors", "scores")
@@ -235,7 +237,10 @@ class FeatureFolder:
             scales = batch.get("image_scales", [(1.0, 1.0)] * len(batch["id"]))[index]
             for side, (image_id, scale) in enumerate(zip(image_ids, scales, strict=True)):
                 feats = self.cache.get(image_id, lambda i=image_id: self.read(i))
-                pair[f"keypoints{side}"] = (feats["keypoints"] + 0.5) * float(scale) - 0.5
+                keypoints = feats["keypoints"]
+                if float(scale) != 1.0:
+                    keypoints = (keypoints + 0.5) * float(scale) - 0.5
+                pair[f"keypoints{side}"] = keypoints
                 pair[f"descriptors{side}"] = feats["descriptors"]
                 pair[f"scores{side}"] = feats["scores"]
             out.append(pair)
@@ -258,6 +263,44 @@ def save_predictions(path: Path, features: dict[str, dict[str, np.ndarray]],
               for key, value in feats.items() if key in FEATURE_KEYS}
     arrays.update({f"{pair_id}/matches": value for pair_id, value in (matches or {}).items()})
     np.savez(path, **arrays)
+
+
+class FeatureFiles(PredictionWriter):
+    """Per image ``<seq>/<k>.ppm.arbench`` feature files (the D2-Net / R2D2 layout, method
+    ``arbench``): keypoints in pixels of the image on disk, descriptors and scores; each
+    image is written once, to a temporary file renamed into place."""
+
+    target_name = "features"
+    method = "arbench"
+
+    def __init__(self, folder: Path, dataset: Any) -> None:
+        super().__init__(folder, dataset)
+        self.written: set[str] = set()
+
+    def write(self, batch: Batch, raw: Any, pred: list[dict[str, Any]]) -> None:
+        scales = batch.get("image_scales", [(1.0, 1.0)] * len(batch["id"]))
+        for index, pair in enumerate(pred):
+            if pair.get("matches") is not None:
+                raise ContractError(f"pair {batch['id'][index]!r}: predictions given as matches "
+                                    "cannot be saved (the feature files hold keypoints and "
+                                    "descriptors)")
+            for side, image_id in enumerate(batch["image_ids"][index]):
+                if image_id in self.written:
+                    continue
+                keypoints = pair[f"keypoints{side}"].detach().cpu()
+                scale = float(scales[index][side])
+                if scale != 1.0:
+                    keypoints = (keypoints + 0.5) / scale - 0.5
+                arrays = {"keypoints": keypoints.numpy(),
+                          "descriptors": pair[f"descriptors{side}"].detach().cpu().numpy()}
+                if pair[f"scores{side}"] is not None:
+                    arrays["scores"] = pair[f"scores{side}"].detach().cpu().numpy()
+                sequence, _, k = image_id.rpartition("/")
+                buffer = io.BytesIO()
+                np.savez(buffer, **arrays)
+                write_bytes_atomic(self.target / sequence / f"{k}.ppm.{self.method}",
+                                   buffer.getvalue())
+                self.written.add(image_id)
 
 
 @FAMILIES.register("matching")
@@ -317,3 +360,7 @@ class MatchingFamily(Family):
             raise ContractError(f"{path}: matching predictions must be an .npz file or a "
                                 "folder of <seq>/<k>.ppm.<method> feature files")
         return PredictionFile(path)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> FeatureFiles:
+        """Per-image feature files ``<seq>/<k>.ppm.arbench`` (the D2-Net / R2D2 layout)."""
+        return FeatureFiles(folder, dataset)

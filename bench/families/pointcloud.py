@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from bench.families.base import Batch, Family, Predictor, check_tensor
-from bench.families.classification import ClassificationFamily
+from bench.families.classification import ClassificationFamily, LogitsCsv
 from bench.registry import FAMILIES
 
 
@@ -83,3 +83,7 @@ class PointCloudFamily(Family):
     def load_predictions(self, path: Path, dataset: Any) -> Predictor:
         """Read ``.npz`` (ids, logits) or CSV (id, logit_0 ...) predictions."""
         return ClassificationFamily().load_predictions(path, dataset)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> LogitsCsv:
+        """``predictions.csv`` (``id,logit_0,...``), grown batch by batch."""
+        return LogitsCsv(folder, dataset)

@@ -28,6 +28,7 @@ import torch
 
 from bench.errors import ContractError
 from bench.families.base import Batch, Family, Predictor, check_tensor, default_collate
+from bench.families.saving import AppendedLines
 from bench.registry import FAMILIES
 
 BOP_HEADER = ["scene_id", "im_id", "obj_id", "score", "R", "t", "time"]
@@ -145,6 +146,37 @@ def write_bop_results(path: Path, rows: list[dict[str, Any]]) -> None:
                              f"{float(row.get('time', -1.0)):.6f}"])
 
 
+def millimetres_text(t: float) -> str:
+    """``t`` (metres) as millimetres text that the reader's ``float(text) * 0.001`` turns
+    back into exactly ``t`` (the nearest float to 1000 t, or a neighbour when rounding
+    twice would miss)."""
+    guess = t * 1000.0
+    for candidate in (guess, *(math.nextafter(guess, d) for d in (math.inf, -math.inf))):
+        if candidate * 0.001 == t:
+            return repr(candidate)
+    return repr(guess)
+
+
+class BopCsv(AppendedLines):
+    """A BOP results CSV grown batch by batch: one row per valid estimate, numbers written
+    so that the reader gets the same float64 values back; missing estimates get no row."""
+
+    target_name = "results.csv"
+
+    def header(self, pred: Any) -> str:
+        return ",".join(BOP_HEADER)
+
+    def lines(self, batch: Batch, raw: Any, pred: dict[str, torch.Tensor]) -> list[str]:
+        R, t = pred["R"].cpu().tolist(), pred["t"].cpu().tolist()
+        score, valid = pred["score"].cpu().tolist(), pred["valid"].cpu().tolist()
+        keys = zip(_ints(batch["scene_id"]), _ints(batch["im_id"]), _ints(batch["obj_id"]),
+                   strict=True)
+        return [",".join([str(scene), str(image), str(obj), repr(score[row]),
+                          " ".join(repr(v) for line in R[row] for v in line),
+                          " ".join(millimetres_text(v) for v in t[row]), "-1"])
+                for row, (scene, image, obj) in enumerate(keys) if valid[row]]
+
+
 @FAMILIES.register("pose")
 class PoseFamily(Family):
     """6D object pose: image, K, object, model points -> R [3,3], t [3] (metres)."""
@@ -213,3 +245,7 @@ class PoseFamily(Family):
                                 f"({','.join(BOP_HEADER)})")
         known = dataset.info.meta.get("objects")
         return BopResults(path, known)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> BopCsv:
+        """A BOP results CSV (``results.csv``), grown batch by batch."""
+        return BopCsv(folder, dataset)

@@ -17,6 +17,7 @@ Predictions files (``docs/retrieval.md``):
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,42 @@ import torch
 
 from bench.errors import ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor, TensorTable, check_tensor
+from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.registry import FAMILIES
+
+
+class DescriptorFiles(PredictionWriter):
+    """``descriptors.npy`` [N,D] float32 (the model's descriptors before normalisation) and
+    ``descriptors.txt`` (one sample id per line), both rewritten whole after each batch."""
+
+    target_name = "descriptors.npy"
+
+    def __init__(self, folder: Path, dataset: Any) -> None:
+        super().__init__(folder, dataset)
+        self.rows: list[np.ndarray] = []
+        self.ids: list[str] = []
+
+    def write(self, batch: Batch, raw: Any, pred: Any) -> None:
+        self.rows.append(raw.detach().float().cpu().numpy())
+        self.ids += [str(i) for i in batch["id"]]
+        self._flush()
+
+    def _flush(self) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, np.concatenate(self.rows) if self.rows else np.zeros((0, 0), np.float32))
+        write_bytes_atomic(self.target, buffer.getvalue())
+        write_bytes_atomic(self.target.with_suffix(".txt"),
+                           "".join(f"{i}\n" for i in self.ids).encode("utf-8"))
+
+    def state(self) -> int:
+        return len(self.ids)
+
+    def restore(self, state: Any) -> None:
+        count = int(state or 0)
+        if count and self.target.is_file():
+            self.rows = [np.load(self.target, allow_pickle=False)[:count]]
+            names = self.target.with_suffix(".txt").read_text(encoding="utf-8").splitlines()
+            self.ids = names[:count]
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -143,6 +179,10 @@ class DescriptorFamily(Family):
             raise ContractError(
                 f"{path}: descriptors shape {rows.shape} does not match {len(ids)} ids")
         return TensorTable(ids, torch.from_numpy(rows.astype(np.float32)), path)
+
+    def prediction_writer(self, folder: Path, dataset: Any) -> DescriptorFiles:
+        """``descriptors.npy`` + ``descriptors.txt``, rewritten after each batch."""
+        return DescriptorFiles(folder, dataset)
 
 
 @FAMILIES.register("retrieval")

@@ -1,0 +1,286 @@
+"""Suites: named groups of tasks (``bench/suites/*.yaml``), run with one model into one
+table (task x metric) and a ``suite.json`` beside the runs.
+
+A suite lists ``tasks`` by name and/or ``select``s them: ``data: embedded | real`` (tasks
+whose spec has ``dataset.embedded``, or not) and ``families: [...]``. Suite files are
+validated like task specs: every problem at once, each naming file, line and key.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import difflib
+import html
+import io
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import BenchError, DataError, SpecError
+from bench.spec import _expansion_problem, _line_for, _line_map, load_spec, task_names
+
+SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
+TABLE_FORMATS = ("md", "latex", "csv", "html")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SuiteSelect(_Strict):
+    """Which shipped tasks a suite takes beyond its explicit list."""
+
+    data: Literal["embedded", "real", "any"] = "any"
+    families: list[str] = Field(default_factory=list)
+
+
+class SuiteSpec(_Strict):
+    """A suite: a name, a description and its tasks (listed and/or selected)."""
+
+    suite: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    description: str
+    tasks: list[str] = Field(default_factory=list)
+    select: SuiteSelect | None = None
+
+    def task_list(self) -> list[str]:
+        """The suite's task names: the listed ones first, then the selected ones (sorted)."""
+        chosen = list(self.tasks)
+        if self.select is not None:
+            for name in task_names():
+                spec = load_spec(name, check_metrics=False)
+                data = "embedded" if spec.dataset.embedded else "real"
+                if self.select.data not in ("any", data):
+                    continue
+                if self.select.families and spec.family not in self.select.families:
+                    continue
+                chosen.append(name)
+        return list(dict.fromkeys(chosen))
+
+
+def suite_names() -> list[str]:
+    """The names of the suites shipped with the package."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def resolve_suite_path(suite: str | Path) -> Path:
+    """A suite name (``embedded``) or a path to a YAML file -> the suite file's path."""
+    path = Path(suite)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise BenchError(f"suite file {path} does not exist")
+        return path
+    candidate = SUITES_DIR / f"{suite}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = suite_names()
+    close = difflib.get_close_matches(str(suite), names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "see bench/suites/"
+    raise BenchError(f"unknown suite {suite!r} (valid: {', '.join(names)})", hint)
+
+
+def load_suite(suite: str | Path) -> SuiteSpec:
+    """Load and validate a suite; every problem is raised at once as ``file:line: key``."""
+    from bench.registry import FAMILIES
+
+    path = resolve_suite_path(suite)
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", [])
+        if problem := _expansion_problem(root):
+            raise SpecError(str(path), [f"{path}:1: {problem}"])
+        lines = _line_map(root)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(str(path), [f"{where}: malformed YAML: {problem}"]) from exc
+    if not isinstance(data, dict):
+        raise SpecError(str(path), [f"{path}:1: a suite must be a mapping of keys to values"])
+    try:
+        spec = SuiteSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            errors.append(f"{path}:{_line_for(lines, err['loc'])}: {key}: {message}")
+        raise SpecError(str(path), errors) from exc
+    known = set(task_names())
+    problems: list[tuple[tuple, str]] = []
+    for index, name in enumerate(spec.tasks):
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            problems.append((("tasks", index), f"unknown task {name!r}{hint}"))
+    for index, family in enumerate(spec.select.families if spec.select else []):
+        if family not in FAMILIES:
+            problems.append((("select", "families", index), FAMILIES.unknown_message(family)))
+    if not spec.tasks and spec.select is None:
+        problems.append(((), "a suite needs 'tasks' or 'select'"))
+    if problems:
+        raise SpecError(str(path), [
+            f"{path}:{_line_for(lines, loc)}: {'.'.join(map(str, loc)) or '(top level)'}: {msg}"
+            for loc, msg in problems])
+    return spec
+
+
+@dataclass
+class TaskOutcome:
+    """One task of a suite run: ``ok``, ``skipped`` (its data is missing) or ``failed``."""
+
+    task: str
+    status: str
+    reason: str = ""
+    result: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The task's entry in ``suite.json``."""
+        entry: dict[str, Any] = {"task": self.task, "status": self.status}
+        if self.reason:
+            entry["reason"] = self.reason
+        if self.result is not None:
+            result = self.result
+            entry.update({
+                "run_id": result.run_id, "result_dir": str(result.out_dir),
+                "metrics": result.metrics, "primary_metric": result.primary_metric,
+                "comparability_key": result.comparability_key, "n_samples": result.n_samples,
+            })
+        return entry
+
+
+@dataclass
+class SuiteRun:
+    """A model's outcome on every task of a suite (or of a task list)."""
+
+    suite: str
+    model: str
+    run_id: str
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every task ran."""
+        return all(outcome.status == "ok" for outcome in self.outcomes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``suite.json``."""
+        return {"suite": self.suite, "model": self.model, "run_id": self.run_id,
+                "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "complete": self.complete, "left_out": self.left_out,
+                "tasks": [outcome.to_json() for outcome in self.outcomes]}
+
+
+def fits_model(model: str | None, family: str) -> bool:
+    """Whether ``model`` can predict for ``family``: a baseline serves its families; any
+    other reference (a file, a callable) is tried on every task."""
+    from bench.registry import MODELS
+
+    if not model:
+        return True
+    name = model.removeprefix("baseline:")
+    if not model.startswith("baseline:") and (name not in MODELS or Path(model).exists()):
+        return True
+    return MODELS.get(name).serves(family)
+
+
+def run_suite(tasks: list[str], model: str | None, *, suite: str = "tasks",
+              strict: bool = False, out_dir: str | Path = "results",
+              overrides: list[str] | None = None, **options: Any) -> SuiteRun:
+    """Evaluate ``model`` on every task of ``tasks`` that fits its family, in order.
+
+    A task whose data is missing (DataError) is skipped with its one-line reason (raised
+    when ``strict``); a task that fails otherwise (BenchError) is recorded as failed; the
+    rest go on. Writes ``OUT/suites/<suite>/<model>/<run-id>/suite.json``. ``options``
+    are passed to :func:`bench.runner.evaluate`.
+    """
+    from bench.runner import _safe_name, evaluate
+
+    specs = {name: load_spec(name, overrides, check_metrics=False) for name in tasks}
+    fitting = [name for name in tasks if fits_model(model, specs[name].family)]
+    if not fitting:
+        families = sorted({spec.family for spec in specs.values()})
+        raise BenchError(f"model {model!r} serves none of the tasks' families "
+                         f"({', '.join(families)})")
+    run = SuiteRun(suite, options.get("name") or (model or "model").removeprefix("baseline:"),
+                   dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3),
+                   left_out=[name for name in tasks if name not in fitting])
+    for name in fitting:
+        try:
+            result = evaluate(name, model, overrides=overrides, out_dir=out_dir, **options)
+        except DataError as exc:
+            if strict:
+                raise
+            run.outcomes.append(TaskOutcome(name, "skipped", _one_line(exc)))
+            continue
+        except BenchError as exc:
+            if strict:
+                raise
+            run.outcomes.append(TaskOutcome(name, "failed", _one_line(exc)))
+            continue
+        run.outcomes.append(TaskOutcome(name, "ok", result=result))
+    from bench.results import write_json_atomic
+
+    run.path = (Path(out_dir) / "suites" / _safe_name(suite) / _safe_name(run.model)
+                / run.run_id / "suite.json")
+    write_json_atomic(run.path, run.to_json())
+    return run
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def suite_table(run: SuiteRun, fmt: str = "md") -> str:
+    """The suite's results as one table: a row per task, a column per metric (the primary
+    metric of a row marked ``*``), skipped and failed tasks with their reason."""
+    if fmt not in TABLE_FORMATS:
+        raise BenchError(f"unknown table format {fmt!r}", f"use one of {', '.join(TABLE_FORMATS)}")
+    metrics: list[str] = []
+    for outcome in run.outcomes:
+        if outcome.result is not None:
+            metrics += [m for m in outcome.result.metrics if m not in metrics]
+    header = ["task", "N", *metrics, "note"]
+    rows = []
+    for outcome in run.outcomes:
+        result = outcome.result
+        cells = [outcome.task, str(result.n_samples) if result else ""]
+        for metric in metrics:
+            value = result.metrics.get(metric) if result else None
+            mark = "*" if result and metric == result.primary_metric else ""
+            cells.append("" if value is None else f"{value:.4g}{mark}")
+        cells.append(outcome.reason if outcome.status != "ok" else "")
+        if outcome.status != "ok":
+            cells[-1] = f"{outcome.status}: {cells[-1]}"
+        rows.append(cells)
+    if fmt == "csv":
+        out = io.StringIO()
+        csv.writer(out).writerows([header, *rows])
+        return out.getvalue()
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n"
+                       for row in rows)
+        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
+    if fmt == "latex":
+        def tex(text: str) -> str:
+            for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"),
+                                  ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
+                text = text.replace(char, escaped)
+            return text
+
+        lines = [r"\begin{tabular}{lr" + "r" * len(metrics) + "l}", r"\toprule",
+                 " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
+        lines += [" & ".join(tex(c) for c in row) + r" \\" for row in rows]
+        return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"]) + "\n"
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    title = f"{run.suite} / {run.model}  (* primary metric)"
+    return title + "\n\n" + "\n".join(lines) + "\n"
