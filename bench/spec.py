@@ -224,41 +224,56 @@ def validate_spec_file(path: str | Path, overrides: list[str] | None = None) -> 
     return _load_and_check(resolve_task_path(path), overrides or [])[1]
 
 
-def _load_and_check(path: Path, overrides: list[str],
-                    check_metrics: bool = True) -> tuple[TaskSpec | None, list[str]]:
+def read_yaml_mapping(path: Path, what: str) -> tuple[dict | None, dict[tuple, int], list[str]]:
+    """A YAML file of ``what`` (a task spec, a suite) as (mapping, key path -> line, errors):
+    non-UTF-8 text, an empty file, alias bombs, malformed YAML and a non-mapping are errors
+    naming file and line, found before anything is expanded."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        return None, [f"{path}:1: not UTF-8 text (byte {exc.start}); a task spec is a YAML "
-                      "file in UTF-8"]
+        return None, {}, [f"{path}:1: not UTF-8 text (byte {exc.start}); a {what} is a YAML "
+                          "file in UTF-8"]
     except OSError as exc:
-        return None, [f"{path}: cannot read: {exc.strerror or exc}"]
+        return None, {}, [f"{path}: cannot read: {exc.strerror or exc}"]
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         if root is None:
-            return None, [f"{path}:1: the spec is empty; a task spec is a mapping of keys to "
-                          "values (see bench/tasks/digits.yaml)"]
+            return None, {}, [f"{path}:1: the file is empty; a {what} is a mapping of keys to "
+                              "values"]
         if problem := _expansion_problem(root):
-            return None, [f"{path}:1: {problem}"]
+            return None, {}, [f"{path}:1: {problem}"]
         lines = _line_map(root)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, [f"{where}: malformed YAML: {problem}"]
+        return None, {}, [f"{where}: malformed YAML: {problem}"]
     if not isinstance(data, dict):
-        return None, [f"{path}:1: a task spec must be a mapping of keys to values"]
+        return None, lines, [f"{path}:1: a {what} must be a mapping of keys to values"]
+    return data, lines, []
+
+
+def schema_errors(path: Path, exc: ValidationError, lines: dict[tuple, int]) -> list[str]:
+    """Each pydantic error as ``file:line: key: message`` (unknown keys named so)."""
+    errors = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        errors.append(f"{path}:{_line_for(lines, err['loc'])}: {key}: {message}")
+    return errors
+
+
+def _load_and_check(path: Path, overrides: list[str],
+                    check_metrics: bool = True) -> tuple[TaskSpec | None, list[str]]:
+    data, lines, errors = read_yaml_mapping(path, "task spec")
+    if data is None:
+        return None, errors
     data = apply_overrides(data, overrides)
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append(f"{path}:{_line_for(lines, err['loc'])}: {key}: {message}")
-        return None, errors
+        return None, schema_errors(path, exc, lines)
     errors = [
         f"{path}:{_line_for(lines, loc)}: {'.'.join(map(str, loc))}: {message}"
         for loc, message in [*check_data_root(spec), *check_names(spec, check_metrics)]

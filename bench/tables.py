@@ -282,3 +282,31 @@ def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
     notes = "".join(f"<p><em>{html.escape(n)}</em></p>\n" for n in table.notes)
     return (f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows_html}</tbody>\n"
             f"</table>\n{notes}")
+
+
+def render_grid(header: list[str], rows: list[list[str]], fmt: str,
+                columns: str | None = None) -> str:
+    """A plain grid of text cells (no bold, no notes) in one of FORMATS, every cell escaped
+    for its format; ``columns`` is LaTeX's column spec (default ``l`` then ``r`` s)."""
+    if fmt not in FORMATS:
+        raise BenchError(f"unknown table format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        out = io.StringIO()
+        csv.writer(out).writerows([header, *rows])
+        return out.getvalue()
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n"
+                       for row in rows)
+        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
+    if fmt == "latex":
+        spec = columns or "l" + "r" * (len(header) - 1)
+        lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+                 " & ".join(map(latex_cell, header)) + r" \\", r"\midrule",
+                 *(" & ".join(map(latex_cell, row)) + r" \\" for row in rows),
+                 r"\bottomrule", r"\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    lines = ["| " + " | ".join(map(markdown_cell, header)) + " |", "|" + "---|" * len(header),
+             *("| " + " | ".join(map(markdown_cell, row)) + " |" for row in rows)]
+    return "\n".join(lines) + "\n"
+

@@ -131,7 +131,8 @@ def wide_state_dict(tmp: Path) -> str:
 RUN = ["run", "digits", "--limit", "4"]
 # (case id, argv builder given the temporary folder, text the error line must contain)
 CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
-    ("empty spec", lambda t: ["validate", write_spec(t, ""), "--no-smoke"], "spec is empty"),
+    ("empty spec", lambda t: ["validate", write_spec(t, ""), "--no-smoke"],
+     "the file is empty; a task spec"),
     ("recursive alias", lambda t: ["validate", write_spec(t, "a: &a [*a]\n"), "--no-smoke"],
      "refers to itself"),
     ("date scalar", lambda t: ["validate", write_spec(t, "task: x\nversion: 2020-01-01\n"),

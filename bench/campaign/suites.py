@@ -8,24 +8,19 @@ validated like task specs: every problem at once, each naming file, line and key
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import difflib
-import html
-import io
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import BenchError, DataError, SpecError
-from bench.spec import _expansion_problem, _line_for, _line_map, load_spec, task_names
+from bench.spec import _line_for, load_spec, read_yaml_mapping, schema_errors, task_names
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
-TABLE_FORMATS = ("md", "latex", "csv", "html")
 
 
 class _Strict(BaseModel):
@@ -88,29 +83,13 @@ def load_suite(suite: str | Path) -> SuiteSpec:
     from bench.registry import FAMILIES
 
     path = resolve_suite_path(suite)
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", [])
-        if problem := _expansion_problem(root):
-            raise SpecError(str(path), [f"{path}:1: {problem}"])
-        lines = _line_map(root)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(str(path), [f"{where}: malformed YAML: {problem}"]) from exc
-    if not isinstance(data, dict):
-        raise SpecError(str(path), [f"{path}:1: a suite must be a mapping of keys to values"])
+    data, lines, errors = read_yaml_mapping(path, "suite")
+    if data is None:
+        raise SpecError(str(path), errors)
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append(f"{path}:{_line_for(lines, err['loc'])}: {key}: {message}")
-        raise SpecError(str(path), errors) from exc
+        raise SpecError(str(path), schema_errors(path, exc, lines)) from exc
     known = set(task_names())
     problems: list[tuple[tuple, str]] = []
     for index, name in enumerate(spec.tasks):
@@ -241,8 +220,8 @@ def _one_line(exc: BaseException) -> str:
 def suite_table(run: SuiteRun, fmt: str = "md") -> str:
     """The suite's results as one table: a row per task, a column per metric (the primary
     metric of a row marked ``*``), skipped and failed tasks with their reason."""
-    if fmt not in TABLE_FORMATS:
-        raise BenchError(f"unknown table format {fmt!r}", f"use one of {', '.join(TABLE_FORMATS)}")
+    from bench.tables import render_grid
+
     metrics: list[str] = []
     for outcome in run.outcomes:
         if outcome.result is not None:
@@ -260,27 +239,7 @@ def suite_table(run: SuiteRun, fmt: str = "md") -> str:
         if outcome.status != "ok":
             cells[-1] = f"{outcome.status}: {cells[-1]}"
         rows.append(cells)
-    if fmt == "csv":
-        out = io.StringIO()
-        csv.writer(out).writerows([header, *rows])
-        return out.getvalue()
-    if fmt == "html":
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n"
-                       for row in rows)
-        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
-    if fmt == "latex":
-        def tex(text: str) -> str:
-            for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"),
-                                  ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
-                text = text.replace(char, escaped)
-            return text
-
-        lines = [r"\begin{tabular}{lr" + "r" * len(metrics) + "l}", r"\toprule",
-                 " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(tex(c) for c in row) + r" \\" for row in rows]
-        return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"]) + "\n"
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    title = f"{run.suite} / {run.model}  (* primary metric)"
-    return title + "\n\n" + "\n".join(lines) + "\n"
+    grid = render_grid(header, rows, fmt, columns="lr" + "r" * len(metrics) + "l")
+    if fmt != "md":
+        return grid
+    return f"{run.suite} / {run.model}  (* primary metric)\n\n{grid}"

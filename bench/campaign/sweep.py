@@ -9,17 +9,12 @@ a file lock, so concurrent jobs are safe).
 from __future__ import annotations
 
 import contextlib
-import csv
-import html
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-
-TABLE_FORMATS = ("md", "latex", "csv", "html")
 
 
 @dataclass
@@ -209,8 +204,8 @@ class _Bar:
 def sweep_table(sweep: Sweep, fmt: str = "md") -> str:
     """One row per model, one column per task (its primary metric); a cell is blank
     when the task is not the model's family and ``failed`` when its job failed."""
-    if fmt not in TABLE_FORMATS:
-        raise BenchError(f"unknown table format {fmt!r}", f"use one of {', '.join(TABLE_FORMATS)}")
+    from bench.tables import render_grid
+
     metric = {cell.task: cell.metric for cell in sweep.cells}
     header = ["model", *(f"{t} ({metric[t]})" if t in metric else t for t in sweep.tasks)]
     by_cell = {(cell.model, cell.task): cell for cell in sweep.cells}
@@ -222,23 +217,4 @@ def sweep_table(sweep: Sweep, fmt: str = "md") -> str:
             row.append("" if cell is None else "failed" if cell.status == "failed"
                        else f"{cell.value:.4g}")
         rows.append(row)
-    if fmt == "csv":
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows([header, *rows])
-        return buffer.getvalue()
-    if fmt == "html":
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>\n"
-                       for row in rows)
-        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
-    if fmt == "latex":
-        def tex(text: str) -> str:
-            return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-
-        lines = [r"\begin{tabular}{l" + "r" * len(sweep.tasks) + "}", r"\toprule",
-                 " & ".join(tex(h) for h in header) + r" \\", r"\midrule",
-                 *(" & ".join(tex(c) for c in row) + r" \\" for row in rows)]
-        return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"]) + "\n"
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-             *("| " + " | ".join(row) + " |" for row in rows)]
-    return "\n".join(lines) + "\n"
+    return render_grid(header, rows, fmt)
