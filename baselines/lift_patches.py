@@ -19,6 +19,7 @@ validation photographs are disjoint from both.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -231,3 +232,33 @@ def extract_patch_pairs(photos: tuple[str, ...], views_per_photo: int, seed: int
             parts_b.append(context_patches(gray_b, pb, side_b))
             rotations.append(torch.from_numpy(rotation).float())
     return PatchPairs(torch.cat(parts_a), torch.cat(parts_b), torch.cat(rotations))
+
+
+def write_validation_sequences(root: Path, seed: int = 2017) -> None:
+    """HPatches-layout ``v_``/``i_`` sequences of the validation photographs, drawn as the
+    embedded ``homography-pairs`` set draws its own (5 growing homographies with a mild
+    photometric change, 5 growing illumination changes), under ``root`` (a new folder):
+    the data to choose a recipe on, since the evaluation photographs are never used."""
+    from bench.synth.homography_pairs import (
+        photograph,
+        photometric,
+        random_homography,
+        write_sequence,
+    )
+
+    if root.exists():
+        raise FileExistsError(f"{root} exists; give a new folder")
+    for number, name in enumerate(VALIDATION_PHOTOS):
+        base = photograph(name)
+        height, width = base.shape[:2]
+        rng = np.random.default_rng([seed, number])
+        views, homographies = [base], []
+        for k in range(1, 6):
+            homography = random_homography(rng, width, height, strength=k / 5.0)
+            warped = cv2.warpPerspective(base, homography, (width, height),
+                                         flags=cv2.INTER_LINEAR)
+            views.append(photometric(warped, rng, strength=0.15))
+            homographies.append(homography)
+        write_sequence(root / f"v_{name}", views, homographies)
+        lights = [base] + [photometric(base, rng, strength=k / 5.0) for k in range(1, 6)]
+        write_sequence(root / f"i_{name}", lights, [np.eye(3)] * 5)
