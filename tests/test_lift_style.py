@@ -156,3 +156,39 @@ def test_learned_descriptors_are_128d_unit_vectors() -> None:
     assert descriptors.dtype == torch.float32
     assert torch.linalg.norm(descriptors, dim=1) == pytest.approx(torch.ones(3), abs=1e-5)
     assert not torch.allclose(descriptors[0], descriptors[1], atol=0.1)
+
+
+def _oriented_pattern(size: int = 97) -> np.ndarray:
+    """A blurred float image with one clear orientation at its centre pixel (48, 48): a
+    bright blob right of and below the centre and a bar above it."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    centre = (size - 1) / 2
+    blob = 150 * np.exp(-((xx - centre - 10) ** 2 + (yy - centre - 4) ** 2) / 50)
+    bar = 80 * ((np.abs(yy - centre + 8) < 2) & (np.abs(xx - centre) < 14))
+    return cv2.GaussianBlur((60 + blob + bar).astype(np.float32), (0, 0), 1.0)
+
+
+def test_orientation_estimator_is_rotation_equivariant() -> None:
+    model = load_lift_style(weights_path(), torch.device("cpu"))
+    pattern = _oriented_pattern()
+    centre = torch.tensor([[48.0, 48.0]])
+
+    def orientation(image: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return model.orient(image_pyramid(torch.from_numpy(image)), centre,
+                                torch.tensor([32.0]))
+
+    upright = orientation(pattern)
+    # np.rot90 k times turns the image by -90 k deg in image coordinates (y down), exactly
+    # (no resampling), about the centre pixel.
+    for k in (1, 2, 3):
+        turned = orientation(np.ascontiguousarray(np.rot90(pattern, k)))
+        assert torch.rad2deg(angle_error(turned, upright - k * math.pi / 2)).item() < 8.0, k
+    for degrees in (20.0, 45.0, -35.0):
+        # OpenCV's angle turns counter-clockwise on screen: -degrees in image coordinates.
+        matrix = cv2.getRotationMatrix2D((48.0, 48.0), -degrees, 1.0)
+        turned_image = cv2.warpAffine(pattern, matrix, (97, 97), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)
+        turned = orientation(turned_image)
+        error = angle_error(turned, upright + math.radians(degrees))
+        assert torch.rad2deg(error).item() < 10.0, degrees
