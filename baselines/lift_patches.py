@@ -24,7 +24,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 TRAIN_PHOTOS = ("camera", "brick", "grass", "gravel", "moon", "cell", "page", "text",
                 "hubble_deep_field", "retina", "clock")
@@ -182,6 +181,8 @@ def correspondences(gray_a: np.ndarray, gray_b: np.ndarray, homography: np.ndarr
                     detector: cv2.SIFT, max_keypoints: int) -> tuple[np.ndarray, ...]:
     """Detected keypoints of A and B that correspond under ``homography``: positions
     [N,2] in A and B, patch sides [N] in A and B, local rotation [N] (rad)."""
+    from scipy.spatial import cKDTree
+
     points_a, sizes_a, _ = dog_keypoints(gray_a, detector, max_keypoints)
     points_b, sizes_b, _ = dog_keypoints(gray_b, detector, max_keypoints)
     if len(points_a) == 0 or len(points_b) == 0:

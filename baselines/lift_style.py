@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,8 @@ def _image_pyramid(image: torch.Tensor) -> tuple[np.ndarray, list[torch.Tensor]]
     return gray, image_pyramid(torch.from_numpy(gray).float().to(image.device))
 
 
-def lift_style_extractor(model: LiftStyle, budget: int):
+def lift_style_extractor(model: LiftStyle, budget: int
+                         ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
     """``extract(image [3,H,W]) -> keypoints, descriptors, scores``: at most ``budget`` DoG
     keypoints (the strongest), learned orientations, learned descriptors."""
     detector = dog_detector(budget, CONTRAST_THRESHOLD)
@@ -225,12 +227,16 @@ def batch_losses(model: LiftStyle, pairs: PatchPairs, index: torch.Tensor,
     """
     n = len(index)
     a, b, rotation = pairs.a[index], pairs.b[index], pairs.rotation[index]
-    phi = (torch.rand(n, generator=generator) * 2 - 1) * math.pi
-    jitter = torch.randn(n, generator=generator) * ANGLE_JITTER
+
+    def draw(scale: float, normal: bool = False) -> torch.Tensor:
+        values = (torch.randn(n, generator=generator) if normal
+                  else torch.rand(n, generator=generator) * 2 - 1)
+        return (values * scale).to(rotation.device)
+
+    phi, jitter = draw(math.pi), draw(ANGLE_JITTER, normal=True)
     desc_a = model.descriptor(rotated_crops(a, phi))
     desc_b = model.descriptor(rotated_crops(b, phi + rotation + jitter))
-    alpha_a = (torch.rand(n, generator=generator) * 2 - 1) * math.pi
-    alpha_b = (torch.rand(n, generator=generator) * 2 - 1) * math.pi
+    alpha_a, alpha_b = draw(math.pi), draw(math.pi)
     theta_a = model.orientation(rotated_crops(a, alpha_a)) + alpha_a
     theta_b = model.orientation(rotated_crops(b, alpha_b)) + alpha_b
     difference = theta_b - theta_a - rotation
