@@ -171,13 +171,13 @@ def test_sift_run_and_predictions_file_agree(run_dirs: dict, tmp_path: Path) -> 
 
 
 def test_lift_style_weights_and_run(run_dirs: dict) -> None:
-    from baselines.matching import weights_path
+    from baselines.lift_style import weights_path
     from bench.synth.homography_pairs import EVAL_IMAGES
 
     path = weights_path()
     assert path.stat().st_size < 2_000_000
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    assert checkpoint["train_images"] and not set(checkpoint["train_images"]) & set(EVAL_IMAGES)
+    assert checkpoint["train_photos"] and not set(checkpoint["train_photos"]) & set(EVAL_IMAGES)
     result = evaluate("matching-homography", "lift-style", limit=2, progress=False, **run_dirs)
     assert result.metrics["keypoints"] <= 1000
     assert result.metrics["correct_matches@3px"] > 100
