@@ -150,7 +150,9 @@ def _group_rows(frame: pd.DataFrame, table: Table) -> tuple[list[dict], str | No
 
 def build_groups(frame: pd.DataFrame, reference: str | None) -> list[Group]:
     """One Group per comparability key, the default key (the one ``arbench table`` uses)
-    first, then the others, newest first."""
+    first, then the others, newest first. Changes are against ``reference`` (the spec's)
+    where the group has it; a task whose spec names none compares against the group's
+    last-ranked model."""
     default = build_table(frame)
     keys = [default.rows["comparability_key"].iloc[0]]
     ordered = frame.sort_values("timestamp", kind="stable")["comparability_key"]
@@ -159,8 +161,11 @@ def build_groups(frame: pd.DataFrame, reference: str | None) -> list[Group]:
     for key in keys:
         table = build_table(frame, key=key)
         table.notes = []
-        if reference is not None and reference in set(table.rows["model"]):
+        models = list(table.rows["model"])
+        if reference in models:
             table.reference = reference
+        elif reference is None and len(models) > 1:
+            table.reference = models[-1]
         members = frame[frame["comparability_key"] == key]
         rows, note = _group_rows(frame, table)
         groups.append(Group(key=key, table=table, n_runs=len(members),
@@ -421,12 +426,14 @@ def build_site(leaderboard_dir: Path, out_dir: Path) -> Path:
             if caption is not None and index == 0:
                 page.plots.append(Plot(name, f"{page.task}: {page.family}", caption,
                                        page.family))
-        default = page.groups[0]
-        for row in default.rows:
-            models.setdefault(row["model"], []).append({
-                "task": page.task, "task_page": page_name(page.task), "family": page.family,
-                "rank": row["rank"], "of": len(default.rows), "primary": page.primary,
-                "value": row["cells"][default.table.columns.index(page.primary)]["text"]})
+        for index, group in enumerate(page.groups):
+            for row in group.rows:
+                models.setdefault(row["model"], []).append({
+                    "task": page.task, "task_page": page_name(page.task),
+                    "family": page.family, "rank": row["rank"], "of": len(group.rows),
+                    "group": "latest protocol" if index == 0 else f"group {group.key}",
+                    "primary": group.table.primary,
+                    "value": row["cells"][group.table.columns.index(group.table.primary)]["text"]})
         (out_dir / "tasks" / page_name(page.task)).write_text(
             env.get_template("task.html").render(page=page, page_name=page_name),
             encoding="utf-8")
