@@ -117,6 +117,12 @@ def _number(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
+def shown_columns(table: Table) -> list[str]:
+    """The metric columns in the order a task page shows them: the primary metric first
+    (the change against the reference follows it), then the others as the task lists them."""
+    return [table.primary] + [c for c in table.columns if c != table.primary]
+
+
 def _group_rows(frame: pd.DataFrame, table: Table) -> tuple[list[dict], str | None]:
     """Table rows as the template shows them, and the missing-records note."""
     stats, _ = change_stats(table) if table.reference else ({}, [])
@@ -125,7 +131,7 @@ def _group_rows(frame: pd.DataFrame, table: Table) -> tuple[list[dict], str | No
     for rank, (_, row) in enumerate(table.rows.iterrows(), start=1):
         model = str(row["model"])
         cells = []
-        for column in table.columns:
+        for column in shown_columns(table):
             value = float(row[column])
             cells.append({"text": _number(value),
                           "value": "" if math.isnan(value) else repr(value)})
@@ -257,9 +263,10 @@ def _plot_pose(table: Table, axes) -> str | None:
     key = "adds" if any("adds" in f for f in records.values()) else "add"
     if not _cumulative(axes, records, key, grid, scale=100.0):
         return None
-    axes.set(xlabel=f"{key.upper().replace('ADDS', 'ADD-S')} threshold (cm)",
-             ylabel="accuracy", ylim=(0, 1.02), title="accuracy vs threshold")
-    return f"fraction of objects with {key.upper()} error below the threshold (0-10 cm)"
+    name = {"adds": "ADD-S", "add": "ADD"}[key]
+    axes.set(xlabel=f"{name} threshold (cm)", ylabel="accuracy", ylim=(0, 1.02),
+             title="accuracy vs threshold")
+    return f"fraction of objects with {name} error below the threshold (0-10 cm)"
 
 
 def _plot_hands(table: Table, axes) -> str | None:
@@ -433,9 +440,10 @@ def build_site(leaderboard_dir: Path, out_dir: Path) -> Path:
                     "family": page.family, "rank": row["rank"], "of": len(group.rows),
                     "group": "latest protocol" if index == 0 else f"group {group.key}",
                     "primary": group.table.primary,
-                    "value": row["cells"][group.table.columns.index(group.table.primary)]["text"]})
+                    "value": row["cells"][0]["text"]})
         (out_dir / "tasks" / page_name(page.task)).write_text(
-            env.get_template("task.html").render(page=page, page_name=page_name),
+            env.get_template("task.html").render(page=page, page_name=page_name,
+                                                 shown_columns=shown_columns),
             encoding="utf-8")
     for model, entries in models.items():
         (out_dir / "models" / page_name(model)).write_text(
