@@ -209,19 +209,25 @@ def rigid_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def feature_ransac(source: np.ndarray, target: np.ndarray, source_features: np.ndarray,
                    target_features: np.ndarray, max_distance: float, rng: np.random.Generator,
-                   iterations: int = 20000, edge_ratio: float = 0.9,
-                   chunk: int = 2000) -> np.ndarray:
+                   iterations: int = 20000, edge_ratio: float = 0.9, chunk: int = 2000,
+                   finalists: int = 64) -> np.ndarray:
     """Global registration as Open3D's ``registration_ransac_based_on_feature_matching``
-    (mutual nearest neighbours in feature space, 3-point hypotheses kept by the edge-length
-    and distance checkers, the hypothesis with the most correspondences within
-    ``max_distance`` m wins) but single-threaded with a numpy generator, so a seed gives
-    the same transform every time. Points [N,3] / [M,3], features [N,F] / [M,F]; returns
-    a 4x4 transform of ``source`` onto ``target`` (identity when no hypothesis passes)."""
+    (mutual nearest neighbours in feature space, or all nearest neighbours when fewer than
+    9 are mutual; 3-point hypotheses kept by the edge-length and distance checkers; the
+    winner has the highest fitness, the share of source points within ``max_distance`` m of
+    the target, then the lowest RMSE) but single-threaded with a numpy generator, so a seed
+    gives the same transform every time. Each chunk's ``finalists`` hypotheses with the most
+    correspondence inliers are scored on the whole cloud. Points [N,3] / [M,3], features
+    [N,F] / [M,F]; returns a 4x4 transform of ``source`` onto ``target`` (identity when no
+    hypothesis passes)."""
     forward = cKDTree(target_features).query(source_features)[1]
     backward = cKDTree(source_features).query(target_features)[1]
-    mutual = np.flatnonzero(backward[forward] == np.arange(len(source)))
-    src, dst = source[mutual], target[forward[mutual]]
-    best, best_inliers = np.eye(4), 0
+    pairs = np.flatnonzero(backward[forward] == np.arange(len(source)))
+    if len(pairs) < 9:
+        pairs = np.arange(len(source))
+    src, dst = source[pairs], target[forward[pairs]]
+    tree = cKDTree(target)
+    best, best_score = np.eye(4), (0.0, -np.inf)
     if len(src) < 3:
         return best
     for start in range(0, iterations, chunk):
@@ -229,22 +235,27 @@ def feature_ransac(source: np.ndarray, target: np.ndarray, source_features: np.n
         a, b = src[picks], dst[picks]
         edges_a = np.linalg.norm(a - np.roll(a, 1, axis=1), axis=2)
         edges_b = np.linalg.norm(b - np.roll(b, 1, axis=1), axis=2)
-        similar = ((edges_a >= edge_ratio * edges_b) & (edges_b >= edge_ratio * edges_a))
-        keep = similar.all(axis=1)
+        keep = ((edges_a >= edge_ratio * edges_b) & (edges_b >= edge_ratio * edges_a)).all(1)
         if not keep.any():
             continue
         transforms = rigid_transforms(a[keep], b[keep])
         moved = np.einsum("kij,kpj->kpi", transforms[:, :3, :3], a[keep])
         moved += transforms[:, None, :3, 3]
-        close = (np.linalg.norm(moved - b[keep], axis=2) <= max_distance).all(axis=1)
-        transforms = transforms[close]
+        transforms = transforms[(np.linalg.norm(moved - b[keep], axis=2) <= max_distance).all(1)]
         if not len(transforms):
             continue
         moved = np.einsum("kij,pj->kpi", transforms[:, :3, :3], src) + transforms[:, None, :3, 3]
         inliers = (np.linalg.norm(moved - dst, axis=2) <= max_distance).sum(axis=1)
-        winner = int(np.argmax(inliers))
-        if inliers[winner] > best_inliers:
-            best, best_inliers = transforms[winner], int(inliers[winner])
+        for index in np.argsort(-inliers, kind="stable")[:finalists]:
+            transform = transforms[index]
+            distance = tree.query(source @ transform[:3, :3].T + transform[:3, 3],
+                                  distance_upper_bound=max_distance)[0]
+            close = distance[np.isfinite(distance)]
+            if not len(close):
+                continue
+            score = (len(close) / len(source), -float(np.sqrt(np.mean(close ** 2))))
+            if score > best_score:
+                best, best_score = transform, score
     return best
 
 
