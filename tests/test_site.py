@@ -331,3 +331,30 @@ def test_sorting_tabs_interval_and_escaping_in_the_browser(browser, fixture_site
     assert (tmp_path / "digits.png").stat().st_size > 10_000
     assert not errors and not outside
     page.close()
+
+
+# ---------------------------------------------------------------- the commands
+
+def test_site_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.cli import main
+
+    board = fixture_leaderboards(tmp_path)
+    assert main(["site", "--leaderboard-dir", str(board), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "index.html").is_file()
+    assert main(["site", "--leaderboard-dir", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "out2")]) == 2
+    assert "no leaderboard CSV in" in capsys.readouterr().err
+
+
+def test_a_second_demo_leaves_the_published_files_unchanged(tmp_path: Path) -> None:
+    from bench.demo import run_demo
+
+    board, site = tmp_path / "leaderboards", tmp_path / "site"
+    run_demo(["digits"], out_dir=tmp_path / "results", leaderboard_dir=board, site_dir=site)
+    first = digest(board)
+    assert len(read_leaderboard_rows(board / "digits.csv")[1]) == 4
+    assert len(list((board / "samples" / "digits").glob("*.csv.gz"))) == 4
+    run_demo(["digits"], out_dir=tmp_path / "results", leaderboard_dir=board, site_dir=site)
+    assert digest(board) == first
+    assert len(list((tmp_path / "results" / "digits").glob("*/*/result.json"))) == 8
+    assert (site / "index.html").is_file()
