@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="every embedded task with every baseline, then tables")
     demo.add_argument("--tasks", nargs="*", help="default: every task with embedded data")
+    demo.add_argument("--site", default="site",
+                      help="folder of the leaderboard site it builds (default site/)")
     return parser
 
 
@@ -311,7 +313,7 @@ def cmd_site(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bench.demo import run_demo
 
-    run_demo(args.tasks)
+    run_demo(args.tasks, site_dir=Path(args.site))
     return 0
 
 

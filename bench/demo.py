@@ -42,9 +42,9 @@ def stable_figures() -> None:
 
 
 def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
-             leaderboard_dir: Path = LEADERBOARD_DIR, site_dir: Path = Path("site")) -> Path:
+             leaderboard_dir: Path = LEADERBOARD_DIR, site_dir: Path | None = None) -> Path:
     """Evaluate every baseline of every embedded task, publish the rows, write the tables
-    and the static site (``site_dir``, git-ignored); return the README path."""
+    and, given ``site_dir``, the static site; return the README path."""
     specs = [load_spec(t) for t in tasks] if tasks else demo_tasks()
     stable_figures()
     start = time.perf_counter()
@@ -64,9 +64,9 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
             METRICS.get(name).comparison_figures(details, leaderboard_dir / "figures" / spec.task)
     readme = write_tables(load_all=[load_spec(t) for t in task_names()],
                           leaderboard_dir=leaderboard_dir)
-    site = build_site(leaderboard_dir, site_dir)
+    site = f", site in {build_site(leaderboard_dir, site_dir)}" if site_dir else ""
     console.print(f"demo finished in {time.perf_counter() - start:.0f}s: leaderboards in "
-                  f"{leaderboard_dir}/, tables in {readme}, site in {site}, runs in {out_dir}/")
+                  f"{leaderboard_dir}/, tables in {readme}{site}, runs in {out_dir}/")
     return readme
 
 
