@@ -132,8 +132,8 @@ def shown_columns(table: Table) -> list[str]:
 
 def _group_rows(frame: pd.DataFrame, table: Table) -> tuple[list[dict], str | None]:
     """Table rows as the template shows them, and the missing-records note."""
-    stats, _ = change_stats(table) if table.reference else ({}, [])
-    note = missing_records_note(table, True) if table.reference else None
+    stats, missing = change_stats(table) if table.reference else ({}, [])
+    note = missing_records_note(missing)
     rows = []
     for rank, (_, row) in enumerate(table.rows.iterrows(), start=1):
         model = str(row["model"])

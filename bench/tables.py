@@ -209,9 +209,12 @@ def change_stats(table: Table, with_ci: bool = True) -> tuple[dict[str, Change],
     return stats, missing
 
 
-def change_cells(table: Table, with_ci: bool) -> dict[str, str]:
-    """Per model, the relative change of the primary metric vs the reference (and CI)."""
-    stats, _ = change_stats(table, with_ci)
+def change_cells(table: Table, with_ci: bool,
+                 stats: dict[str, Change] | None = None) -> dict[str, str]:
+    """Per model, the relative change of the primary metric vs the reference (and CI), from
+    ``stats`` when the caller has them already."""
+    if stats is None:
+        stats = change_stats(table, with_ci)[0]
     cells = {table.reference: "(reference)"} if table.reference is not None else {}
     for model, stat in stats.items():
         text = format_percent(stat.change)
@@ -221,10 +224,9 @@ def change_cells(table: Table, with_ci: bool) -> dict[str, str]:
     return cells
 
 
-def missing_records_note(table: Table, with_ci: bool) -> str | None:
+def missing_records_note(missing: list[str]) -> str | None:
     """The note a table carries when some of its runs have no per-sample records (so their
     change has no interval), or None."""
-    _, missing = change_stats(table, with_ci) if with_ci else ({}, [])
     if not missing:
         return None
     return (f"no per-sample records for {', '.join(missing)} (neither the run's results/ "
@@ -253,8 +255,9 @@ def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
     """Render a Table as Markdown, LaTeX (booktabs), CSV or HTML; the best value is bold."""
     if fmt not in FORMATS:
         raise BenchError(f"unknown table format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-    change = change_cells(table, with_ci)
-    records_note = missing_records_note(table, with_ci)
+    stats, missing = change_stats(table, with_ci)
+    change = change_cells(table, with_ci, stats)
+    records_note = missing_records_note(missing)
     notes = table.notes + ([records_note] if records_note else [])
     header = ["model"] + [c + (" ↓" if c in table.lower_is_better else " ↑")
                           for c in table.columns]
