@@ -32,7 +32,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from bench.errors import BenchError
 from bench.tables import (
-    SAMPLES_DIRNAME,
     Table,
     build_table,
     change_stats,
@@ -434,12 +433,10 @@ def build_site(leaderboard_dir: Path, out_dir: Path) -> Path:
             copied = sorted((out_dir / "figures" / page.task).rglob("*.png"))
             page.figures = [(_figure_label(p, out_dir / "figures" / page.task),
                              "../" + p.relative_to(out_dir).as_posix()) for p in copied]
-        for index, group in enumerate(page.groups):
-            name = f"{page_name(page.task)[:-5]}-{group.key}.svg"
-            caption = draw_plot(page.family, group.table, out_dir / "plots" / name)
-            if caption is not None and index == 0:
-                page.plots.append(Plot(name, f"{page.task}: {page.family}", caption,
-                                       page.family))
+        name = f"{page_name(page.task)[:-5]}-{page.groups[0].key}.svg"
+        caption = draw_plot(page.family, page.groups[0].table, out_dir / "plots" / name)
+        if caption is not None:
+            page.plots.append(Plot(name, f"{page.task}: {page.family}", caption, page.family))
         for index, group in enumerate(page.groups):
             for row in group.rows:
                 models.setdefault(row["model"], []).append({
@@ -460,5 +457,5 @@ def build_site(leaderboard_dir: Path, out_dir: Path) -> Path:
     index = out_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         pages=pages, families=families, page_name=page_name,
-        models=sorted(models), samples_dir=SAMPLES_DIRNAME), encoding="utf-8")
+        models=sorted(models)), encoding="utf-8")
     return index
