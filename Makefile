@@ -10,11 +10,26 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# Debian packages the installed wheels need, as package:shared-library (Open3D loads
+# libusb). Missing ones are installed when run as root (after one apt-get update);
+# otherwise the exact command is printed.
+DEBIAN_PACKAGES := libusb-1.0-0:libusb-1.0.so.0
+
 check-system:
-	@ldconfig -p | grep -q 'libusb-1.0.so.0' || { \
-	  echo "missing Debian library libusb-1.0-0 (Open3D needs it)."; \
-	  echo "install it with: apt-get install -y libusb-1.0-0   (as root, or with sudo)"; \
-	  exit 1; }
+	@missing=""; \
+	for entry in $(DEBIAN_PACKAGES); do \
+	  ldconfig -p | grep -q "$${entry#*:}" || missing="$$missing $${entry%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing missing Debian packages:$$missing"; \
+	    apt-get update -qq && apt-get install -y -qq$$missing; \
+	  else \
+	    echo "missing Debian packages:$$missing"; \
+	    echo "install them with: sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
 	@test -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    apt-get update -qq && apt-get install -y -qq chromium; \

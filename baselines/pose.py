@@ -21,8 +21,9 @@ from torch import nn
 
 from baselines import WEIGHTS_DIR
 from bench.errors import ModelError
+from bench.geometry.cameras import back_project
+from bench.geometry.rotations import rotation_matrix
 from bench.models import register_baseline
-from bench.synth.render import back_project, rotation_matrix
 
 CROP = 64
 MIN_INLIERS = 6

@@ -31,7 +31,9 @@ from torch.nn import functional as F
 
 from baselines import WEIGHTS_DIR
 from bench.errors import ModelError
-from bench.metrics.shape import cell_centres, iou, mesh_occupancy
+from bench.geometry.grids import cell_centres
+from bench.geometry.mesh import mesh_occupancy
+from bench.metrics.shape import iou
 from bench.models import register_baseline
 
 INPUT_SIZE = 64

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import cache
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table as RichTable
+from typing import TYPE_CHECKING
 
 from bench.errors import BenchError, SpecError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXAMPLES = """examples:
   arbench list
@@ -24,7 +26,13 @@ EXAMPLES = """examples:
   arbench site --out site/
 """
 
-console = Console()
+
+@cache
+def console() -> Console:
+    """The shared rich console; rich is imported on first output, not at startup."""
+    from rich.console import Console
+
+    return Console()
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -129,19 +137,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def show_result(result) -> None:
     """Print a result's metrics table and where its files went."""
+    from rich.table import Table as RichTable
+
     table = RichTable(title=f"{result.task} / {result.model}  (N={result.n_samples})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in result.metrics.items():
         marker = " *" if name == result.primary_metric else ""
         table.add_row(name + marker, f"{value:.4f}")
-    console.print(table)
+    console().print(table)
     meta = result.metadata
-    console.print(f"{meta['samples_per_s']} samples/s on {meta['device']}; "
+    console().print(f"{meta['samples_per_s']} samples/s on {meta['device']}; "
                   f"results in {result.out_dir}")
 
 
 def cmd_list(_: argparse.Namespace) -> int:
+    from rich.table import Table as RichTable
+
     from bench.registry import ADAPTERS, EMBEDDED, METRICS, MODELS
     from bench.spec import load_spec, task_names
 
@@ -150,13 +162,13 @@ def cmd_list(_: argparse.Namespace) -> int:
         tasks.add_column(column)
     for name in task_names():
         try:
-            spec = load_spec(name)
+            spec = load_spec(name, check_metrics=False)
         except SpecError as exc:
             tasks.add_row(name, "?", "?", f"[red]invalid spec: {exc.errors[0]}[/red]")
             continue
         data = f"embedded ({spec.dataset.embedded})" if spec.dataset.embedded else "real"
         tasks.add_row(name, spec.family, data, " ".join(spec.description.split())[:90])
-    console.print(tasks)
+    console().print(tasks)
     for title, registry in (("adapters", ADAPTERS), ("metrics", METRICS),
                             ("baselines", MODELS), ("embedded data sets", EMBEDDED)):
         table = RichTable(title=title)
@@ -165,9 +177,9 @@ def cmd_list(_: argparse.Namespace) -> int:
             table.add_column("family")
         table.add_column("description")
         for name, description in registry.describe():
-            cells = [name, registry.get(name).family] if registry is MODELS else [name]
+            cells = [name, registry.summary(name).family] if registry is MODELS else [name]
             table.add_row(*cells, description)
-        console.print(table)
+        console().print(table)
     return 0
 
 
@@ -206,7 +218,7 @@ def _smoke(spec) -> int:
 
 
 def _leaderboard_dir(value: str | None) -> Path:
-    from bench.runner import LEADERBOARD_DIR
+    from bench.tables import LEADERBOARD_DIR
 
     return Path(value) if value else LEADERBOARD_DIR
 
@@ -228,13 +240,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     spec = load_spec(args.task, args.overrides)
     board = _leaderboard_dir(args.leaderboard_dir) / spec.leaderboard_name
     key = None
-    have: set[str] = set()
+    names: dict[str, str] = {}  # model reference -> its name on the leaderboard
     if board.is_file():
         frame = read_leaderboard(board)
         key = frame.sort_values("timestamp")["comparability_key"].iloc[-1]
-        have = set(frame[frame["comparability_key"] == key]["model"])
+        comparable = frame[frame["comparability_key"] == key]
+        names = {ref: name for ref in args.models
+                 if (name := _compared_before(ref, comparable)) is not None}
     for model in args.models:
-        if model in have:
+        if model in names:
             continue
         result = evaluate(
             spec, model, device=args.device, batch_size=args.batch_size, limit=args.limit,
@@ -242,10 +256,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
             amp=args.amp, workers=args.workers,
         )
         key = result.comparability_key
-    table = build_table(read_leaderboard(board), reference=args.reference or args.models[0],
-                        key=key, models=args.models)
+        names[model] = result.model
+    reference = args.reference or args.models[0]
+    table = build_table(read_leaderboard(board), reference=names.get(reference, reference),
+                        key=key, models=[names[m] for m in args.models])
     print(render(table, args.format, with_ci=True), end="")
     return 0
+
+
+def _compared_before(ref: str, rows) -> str | None:
+    """The leaderboard name of model reference ``ref`` among comparable ``rows``: a row of
+    that name, or one whose reference is ``ref`` (a model file must also still have the
+    fingerprint it was scored with); None when it has not been scored."""
+    from bench.models import file_hash
+
+    if ref in set(rows["model"]):
+        return ref
+    same_ref = rows[rows["model_ref"] == ref] if "model_ref" in rows else rows.iloc[:0]
+    if Path(ref).is_file() and "model_fingerprint" in rows:
+        same_ref = same_ref[same_ref["model_fingerprint"] == file_hash(Path(ref))]
+    return None if same_ref.empty else str(same_ref.sort_values("timestamp")["model"].iloc[-1])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -288,17 +318,19 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
+    from rich.table import Table as RichTable
+
     from bench.registry import PERF_CASES
 
     for name in args.cases or PERF_CASES.names():
-        console.rule(name)
+        console().rule(name)
         rows = PERF_CASES.get(name)(device=args.device)
         table = RichTable()
         for column in rows[0]:
             table.add_column(column)
         for row in rows:
             table.add_row(*[str(v) for v in row.values()])
-        console.print(table)
+        console().print(table)
     return 0
 
 
@@ -341,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
             message = str(exc)
         print(f"arbench: error: {message}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if args.debug:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"arbench: error: {exc.strerror or exc}{where} (hint: check the disk and the "
+              "folder's permissions; --debug shows where)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("arbench: interrupted", file=sys.stderr)
         return 130

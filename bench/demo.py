@@ -17,8 +17,9 @@ import cv2
 import matplotlib
 from rich.console import Console
 
+from bench.formats.leaderboard import read_leaderboard_rows
 from bench.registry import METRICS
-from bench.results import publish_leaderboard_row, read_leaderboard_rows
+from bench.results import publish_leaderboard_row
 from bench.runner import LEADERBOARD_DIR, evaluate
 from bench.site import build_site
 from bench.spec import TaskSpec, load_spec, task_names

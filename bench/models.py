@@ -3,9 +3,12 @@ Python callables and predictions files. Checkpoints load with ``weights_only=Tru
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib
 import inspect
+import io
+import json
 import os
 import pickle
 import sys
@@ -63,7 +66,7 @@ def register_baseline(
         doc = description or (build.__doc__ or "").strip()
         baseline = Baseline(name, family, build, train, weights or (lambda task: []),
                             default_task, tuple(also_families))
-        MODELS.register(name, doc)(baseline)
+        MODELS.register(name, doc, module=build.__module__)(baseline)
         return build
 
     return decorate
@@ -105,8 +108,9 @@ def _import_object(ref: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(f"cannot import {module_name!r} for model {ref!r}: {exc}") from exc
+    except Exception as exc:
+        raise ModelError(f"cannot import {module_name!r} for model {ref!r}: "
+                         f"{type(exc).__name__}: {exc}") from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -122,19 +126,67 @@ def _is_torchscript(path: Path) -> bool:
         return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
 
 
+TRUST_HINT = ("save a state_dict (torch.save(model.state_dict(), f)), TorchScript or a "
+              "torch.export file of tensors, or pass --trust-checkpoint if you trust the file's "
+              "author")
+
+
 def _load_checkpoint(path: Path, trust: bool) -> Any:
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise ModelError(f"{path} is not a PyTorch checkpoint (neither a torch.save archive "
+                         "nor a pickle)", "give a .pt/.pth state_dict, TorchScript or .pt2 file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not trust:
             raise ModelError(
                 f"{path} holds pickled Python objects beyond tensors; refusing to unpickle it",
-                "save a state_dict (torch.save(model.state_dict(), f)) or TorchScript, or pass "
-                "--trust-checkpoint if you trust the file's author",
-            ) from exc
+                TRUST_HINT) from exc
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError) as exc:
         raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def check_export_archive(path: Path) -> None:
+    """Refuse a ``torch.export`` (.pt2) archive whose loading would unpickle Python objects.
+
+    ``torch.export.load`` unpickles the sample inputs (falling back to the full unpickler when
+    the safe one fails), weight and constant payloads marked ``use_pickle`` and legacy
+    ``.pt`` payloads, and custom or opaque constants with the full unpickler. Every such
+    member must load with ``torch.load(weights_only=True)``: the same bytes then hold nothing
+    but tensors and containers, whichever unpickler torch uses afterwards. Custom and opaque
+    objects are refused outright."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {name.split("/", 1)[1]: name for name in archive.namelist() if "/" in name}
+            pickled = [member for rel, member in members.items()
+                       if rel.startswith("data/sample_inputs/")
+                       or (rel.startswith(("data/weights/", "data/constants/"))
+                           and rel.endswith(".pt"))]
+            for rel, member in members.items():
+                if not (rel.startswith(("data/weights/", "data/constants/"))
+                        and rel.endswith("config.json")):
+                    continue
+                folder = rel.rsplit("/", 1)[0]
+                config = json.loads(archive.read(member)).get("config", {})
+                for fqn, meta in config.items():
+                    name = str(meta.get("path_name", ""))
+                    if name.startswith(("custom_obj_", "opaque_obj_")):
+                        raise ModelError(f"{path}: constant {fqn!r} is a pickled Python object; "
+                                         "refusing to load it", TRUST_HINT)
+                    if meta.get("use_pickle") and f"{folder}/{name}" in members:
+                        pickled.append(members[f"{folder}/{name}"])
+            for member in pickled:
+                try:
+                    torch.load(io.BytesIO(archive.read(member)), map_location="cpu",
+                               weights_only=True)
+                except pickle.UnpicklingError as exc:
+                    raise ModelError(f"{path}: member {member} holds pickled Python objects "
+                                     "beyond tensors; refusing to load it", TRUST_HINT) from exc
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, RuntimeError) as exc:
+        raise ModelError(f"{path} is not a torch.export archive: {exc}") from exc
 
 
 def _state_dict_of(obj: Any) -> dict[str, torch.Tensor] | None:
@@ -156,6 +208,8 @@ def build_module(
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     if path.suffix == ".pt2":
+        if not trust:
+            check_export_archive(path)
         try:
             program = torch.export.load(str(path))
             return move_to_device_pass(program, device).module()
@@ -174,21 +228,26 @@ def build_module(
             f"{path} is a state_dict; it needs the architecture",
             "pass --arch module:factory (a function returning the nn.Module)",
         )
-    module = _import_object(arch)()
+    factory = _import_object(arch)
+    try:
+        module = factory()
+    except Exception as exc:
+        raise ModelError(f"--arch {arch} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(module, torch.nn.Module):
         raise ModelError(f"--arch {arch} returned {type(module).__name__}, not an nn.Module")
-    result = module.load_state_dict(state, strict=False)
-    mismatched = [
-        name
-        for name, tensor in module.state_dict().items()
-        if name in state and state[name].shape != tensor.shape
-    ]
-    if result.missing_keys or result.unexpected_keys or mismatched:
+    own = module.state_dict()
+    missing = [name for name in own if name not in state]
+    unexpected = [name for name in state if name not in own]
+    mismatched = [f"{name} {tuple(state[name].shape)} vs {tuple(tensor.shape)}"
+                  for name, tensor in own.items()
+                  if name in state and state[name].shape != tensor.shape]
+    if missing or unexpected or mismatched:
         raise ModelError(
-            f"checkpoint {path.name} does not fit architecture {arch}: "
-            f"missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}",
+            f"checkpoint {path.name} does not fit architecture {arch}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, other shapes {mismatched[:3]}",
             "check --arch matches the network the weights were saved from",
         )
+    module.load_state_dict(state)
     return module.to(device).eval()
 
 
@@ -217,7 +276,7 @@ def load_model(
         try:
             predictor = (family.load_predictions(path, dataset, option=option) if option
                          else family.load_predictions(path, dataset))
-        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, csv.Error) as exc:
             raise ModelError(f"predictions {path} cannot be read as the {spec.family} family's "
                              f"format: {exc}", f"see docs/{spec.family}.md") from exc
         # a predictor reading a few files of a shared folder names them in ``source_files``

@@ -20,8 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bench.adapters.base import BenchDataset, embedded_root, ensure_embedded, resolve_root
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, ModelError
 from bench.families.base import Family, move_batch
+from bench.formats.leaderboard import read_leaderboard_rows
 from bench.metrics.base import Metric
 from bench.models import ModelInfo, load_model
 from bench.registry import ADAPTERS, FAMILIES, METRICS
@@ -31,7 +32,6 @@ from bench.results import (
     SampleWriter,
     append_leaderboard,
     environment_metadata,
-    read_leaderboard_rows,
     write_json_atomic,
 )
 from bench.spec import TaskSpec, _short_hash, load_spec
@@ -42,7 +42,11 @@ LEADERBOARD_DIR = REPO_ROOT / "leaderboards"
 def pick_device(requested: str | None = None) -> torch.device:
     """``cuda`` when available (or the requested device), else ``cpu``."""
     if requested:
-        device = torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError as exc:
+            raise BenchError(f"unknown device {requested!r}",
+                             "use cpu, cuda or cuda:N") from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise BenchError(f"device {requested!r} requested but CUDA is not available",
                              "use --device cpu")
@@ -79,6 +83,36 @@ def build_dataset(spec: TaskSpec, split: str | None = None) -> BenchDataset:
     if len(dataset) == 0:
         raise DataError(f"data set at {root} (split {split or spec.dataset.split!r}) is empty")
     return dataset
+
+
+def checked_run_options(spec: TaskSpec, batch_size: int | None, limit: int | None,
+                        workers: int, seed: int) -> int:
+    """Refuse run options that would be silently replaced or crash later; return the batch
+    size (``batch_size``, else the spec's ``protocol.batch_size``, else 64)."""
+    chosen = spec.protocol.get("batch_size", 64) if batch_size is None else batch_size
+    where = "--batch-size" if batch_size is not None else "protocol.batch_size"
+    if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
+        raise BenchError(f"{where} must be a whole number of at least 1, got {chosen!r}")
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise BenchError(f"--limit must be at least 1, got {limit}")
+    if workers < 0:
+        raise BenchError(f"--workers must be 0 or more, got {workers}")
+    if not 0 <= seed < 2**32:
+        raise BenchError(f"--seed must be in [0, 2**32), got {seed}")
+    return chosen
+
+
+def build_metrics(spec: TaskSpec, device: torch.device | str = "cpu") -> list[Metric]:
+    """Fresh instances of the spec's metrics, with their parameters, states on ``device``."""
+    return [METRICS.get(m.name)(**m.params).to(device) for m in spec.metrics]
+
+
+def shard(indices: list[int], rank: int, world: int) -> list[int]:
+    """Rank ``rank``'s consecutive share of ``indices`` (sizes differ by at most one), so
+    states gathered in rank order follow the samples' order, as in a single process."""
+    size, extra = divmod(len(indices), world)
+    start = rank * size + min(rank, extra)
+    return indices[start:start + size + (rank < extra)]
 
 
 def _distributed() -> tuple[int, int]:
@@ -142,6 +176,7 @@ def evaluate(
     appends one row to ``leaderboards/<task>.csv`` unless ``leaderboard`` is False.
     """
     spec = task if isinstance(task, TaskSpec) else load_spec(task, overrides)
+    batch_size = checked_run_options(spec, batch_size, limit, workers, seed)
     family: Family = FAMILIES.get(spec.family)()
     rank, world = _distributed()
     torch_device = pick_device(device)
@@ -155,27 +190,29 @@ def evaluate(
     dataset = build_dataset(spec)
     indices = list(range(len(dataset)))
     if limit is not None:
-        if limit < 1:
-            raise BenchError(f"--limit must be at least 1, got {limit}")
         indices = indices[:limit]
     n_total = len(indices)
-    local = torch.utils.data.Subset(dataset, indices[rank::world])
+    local = torch.utils.data.Subset(dataset, shard(indices, rank, world))
     family.check_sample(dataset[indices[0]])
 
     predictor, model_info = load_model(
         model, family, spec, dataset, torch_device, arch=arch, predictions=predictions,
         trust_checkpoint=trust_checkpoint, name=name,
     )
-    metrics: list[Metric] = [METRICS.get(m.name)(**m.params).to(torch_device) for m in spec.metrics]
+    metrics = build_metrics(spec, torch_device)
 
     run_id = _new_run_id(rank, world)
     run_dir = Path(out_dir) / spec.task / _safe_name(model_info.name) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"cannot create the result folder {run_dir}: {exc.strerror or exc}",
+                         "pass --out DIR on a writable disk, or a shorter --name") from exc
     samples_path = run_dir / (f"samples.rank{rank}.jsonl" if world > 1 else "samples.jsonl")
 
     loader = torch.utils.data.DataLoader(
         local,
-        batch_size=batch_size or int(spec.protocol.get("batch_size", 64)),
+        batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
         collate_fn=family.collate,
@@ -189,10 +226,18 @@ def evaluate(
     try:
         with _ProgressBar(progress and rank == 0, f"{spec.task} / {model_info.name}",
                        len(loader)) as advance, torch.inference_mode():
-            for batch in loader:
+            for number, batch in enumerate(loader, start=1):
                 batch = move_batch(batch, torch_device, non_blocking=True)
-                with autocast:
-                    raw = predictor(batch)
+                try:
+                    with autocast:
+                        raw = predictor(batch)
+                except BenchError:
+                    raise
+                except Exception as exc:
+                    raise ModelError(
+                        f"model {model_info.name!r} failed on task {spec.task!r}, batch {number} "
+                        f"(first sample {batch['id'][0]!r}): {type(exc).__name__}: {exc}"
+                    ) from exc
                 pred = family.check_prediction(raw, batch, dataset.info)
                 per_sample: dict[str, list[Any]] = {}
                 for metric in metrics:
@@ -229,11 +274,15 @@ def evaluate(
         if world > 1:
             _merge_rank_samples(run_dir, world)
         figure_dir = run_dir / "figures"
-        for metric in metrics:
-            result.figures += [str(p) for p in metric.figures(figure_dir)]
-        write_json_atomic(run_dir / "result.json", result.to_json())
-        if leaderboard:
-            append_leaderboard(board, result.leaderboard_row())
+        try:
+            for metric in metrics:
+                result.figures += [str(p) for p in metric.figures(figure_dir)]
+            write_json_atomic(run_dir / "result.json", result.to_json())
+            if leaderboard:
+                append_leaderboard(board, result.leaderboard_row())
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     return result
 
 

@@ -5,6 +5,7 @@ Every problem in a spec is reported at once, each naming the file, the line and 
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
@@ -132,6 +133,30 @@ def _line_map(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
+MAX_SPEC_NODES = 20_000
+
+
+def _expansion_problem(root: yaml.Node) -> str | None:
+    """Why a composed YAML tree cannot be a spec: aliases that expand past MAX_SPEC_NODES
+    nodes ("billion laughs") or that refer to themselves; None when it is fine."""
+    count = 0
+    stack: list[tuple[yaml.Node, frozenset[int]]] = [(root, frozenset())]
+    while stack:
+        node, ancestors = stack.pop()
+        count += 1
+        if count > MAX_SPEC_NODES:
+            return (f"the spec expands to more than {MAX_SPEC_NODES} YAML nodes (nested "
+                    "aliases?); a task spec is small")
+        if id(node) in ancestors:
+            return "a YAML alias refers to itself (a recursive structure cannot be a spec)"
+        inner = ancestors | {id(node)}
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, inner) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, inner) for child in node.value)
+    return None
+
+
 def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
     loc = tuple(loc)
     while loc and loc not in lines:
@@ -159,7 +184,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
     A numeric key indexes a list (``metrics.0.params.align=median``).
     """
-    data = json.loads(json.dumps(data))
+    data = copy.deepcopy(data)
     for text in overrides:
         keys, value = parse_override(text)
         node: Any = data
@@ -179,10 +204,15 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_spec(task: str | Path, overrides: list[str] | None = None) -> TaskSpec:
-    """Load, override and validate a task spec; every problem is raised at once."""
+def load_spec(task: str | Path, overrides: list[str] | None = None, *,
+              check_metrics: bool = True) -> TaskSpec:
+    """Load, override and validate a task spec; every problem is raised at once.
+
+    ``check_metrics=False`` skips building the metrics (their parameters and outputs are
+    then unchecked), so no metric module is imported: for commands that only read the spec.
+    """
     path = resolve_task_path(task)
-    spec, errors = _load_and_check(path, overrides or [])
+    spec, errors = _load_and_check(path, overrides or [], check_metrics)
     if errors:
         raise SpecError(str(path), errors)
     assert spec is not None
@@ -194,10 +224,23 @@ def validate_spec_file(path: str | Path, overrides: list[str] | None = None) -> 
     return _load_and_check(resolve_task_path(path), overrides or [])[1]
 
 
-def _load_and_check(path: Path, overrides: list[str]) -> tuple[TaskSpec | None, list[str]]:
-    text = path.read_text(encoding="utf-8")
+def _load_and_check(path: Path, overrides: list[str],
+                    check_metrics: bool = True) -> tuple[TaskSpec | None, list[str]]:
     try:
-        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader) or yaml.MappingNode("", []))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [f"{path}:1: not UTF-8 text (byte {exc.start}); a task spec is a YAML "
+                      "file in UTF-8"]
+    except OSError as exc:
+        return None, [f"{path}: cannot read: {exc.strerror or exc}"]
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            return None, [f"{path}:1: the spec is empty; a task spec is a mapping of keys to "
+                          "values (see bench/tasks/digits.yaml)"]
+        if problem := _expansion_problem(root):
+            return None, [f"{path}:1: {problem}"]
+        lines = _line_map(root)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -218,20 +261,22 @@ def _load_and_check(path: Path, overrides: list[str]) -> tuple[TaskSpec | None, 
         return None, errors
     errors = [
         f"{path}:{_line_for(lines, loc)}: {'.'.join(map(str, loc))}: {message}"
-        for loc, message in [*check_data_root(spec), *check_names(spec)]
+        for loc, message in [*check_data_root(spec), *check_names(spec, check_metrics)]
     ]
     return (None if errors else spec), errors
 
 
 def check_data_root(spec: TaskSpec) -> list[tuple[tuple, str]]:
     """An embedded task scores its own embedded set only: a ``dataset.root`` beside
-    ``dataset.embedded`` is refused, pointing at the real-data tasks of the same adapter."""
+    ``dataset.embedded`` is refused, pointing at the real-data tasks of the same adapter and
+    family."""
     if spec.dataset.embedded is None or spec.dataset.root is None:
         return []
     real = sorted(
         path.stem for path in TASKS_DIR.glob("*.yaml")
         if (data := _plain_yaml(path)) and isinstance(data.get("dataset"), dict)
         and data["dataset"].get("adapter") == spec.dataset.adapter
+        and data.get("family") == spec.family
         and not data["dataset"].get("embedded")
     )
     own = (f"use task {' or '.join(real)} with --set dataset.root=DIR" if real
@@ -249,26 +294,28 @@ def _plain_yaml(path: Path) -> Any:
         return None
 
 
-def check_names(spec: TaskSpec) -> list[tuple[tuple, str]]:
-    """Registry and metric checks beyond the schema: (key path, message) for each problem."""
-    from bench.registry import ADAPTERS, FAMILIES, METRICS, MODELS
+def check_names(spec: TaskSpec, check_metrics: bool = True) -> list[tuple[tuple, str]]:
+    """Registry and metric checks beyond the schema: (key path, message) for each problem.
+
+    Names are checked against the registries' tables, importing nothing; with
+    ``check_metrics`` each metric is built (importing its module) to check its parameters
+    and that ``primary_metric`` is one of the outputs.
+    """
+    from bench.registry import ADAPTERS, EMBEDDED, FAMILIES, METRICS, MODELS
 
     problems: list[tuple[tuple, str]] = []
     if spec.family not in FAMILIES:
         problems.append((("family",), FAMILIES.unknown_message(spec.family)))
     if spec.dataset.adapter not in ADAPTERS:
         problems.append((("dataset", "adapter"), ADAPTERS.unknown_message(spec.dataset.adapter)))
-    if spec.dataset.embedded is not None:
-        from bench.registry import EMBEDDED
-
-        if spec.dataset.embedded not in EMBEDDED:
-            problems.append(
-                (("dataset", "embedded"), EMBEDDED.unknown_message(spec.dataset.embedded))
-            )
+    if spec.dataset.embedded is not None and spec.dataset.embedded not in EMBEDDED:
+        problems.append((("dataset", "embedded"), EMBEDDED.unknown_message(spec.dataset.embedded)))
     outputs: list[str] = []
     for index, metric_spec in enumerate(spec.metrics):
         if metric_spec.name not in METRICS:
             problems.append((("metrics", index, "name"), METRICS.unknown_message(metric_spec.name)))
+            continue
+        if not check_metrics:
             continue
         try:
             metric = METRICS.get(metric_spec.name)(**metric_spec.params)

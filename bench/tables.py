@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.formats.leaderboard import read_leaderboard_rows
 
 FORMATS = ("md", "latex", "csv", "html")
+LEADERBOARD_DIR = Path(__file__).resolve().parents[1] / "leaderboards"
 # the published per-sample records beside the leaderboards (bench.results.SAMPLES_DIRNAME;
 # not imported from there, which loads torch)
 SAMPLES_DIRNAME = "samples"
@@ -36,13 +38,20 @@ class Table:
 
 
 def leaderboard_path(task_or_csv: str, leaderboard_dir: Path) -> Path:
-    """A task name -> ``leaderboards/<task>.csv``; a path to a CSV as given."""
+    """A task name -> ``leaderboards/<task>.csv``; a path to a CSV as given.
+
+    The spec is checked without building its metrics, so no metric module is imported."""
     path = Path(task_or_csv)
     if path.suffix == ".csv":
         return path
     from bench.spec import load_spec
 
-    return leaderboard_dir / load_spec(task_or_csv).leaderboard_name
+    return leaderboard_dir / load_spec(task_or_csv, check_metrics=False).leaderboard_name
+
+
+# the columns a table is built from
+TABLE_COLUMNS = ("timestamp", "model", "primary_metric", "metrics", "lower_is_better",
+                 "comparability_key")
 
 
 def read_leaderboard(path: Path) -> pd.DataFrame:
@@ -50,9 +59,14 @@ def read_leaderboard(path: Path) -> pd.DataFrame:
     folder of its published per-sample records rides along in ``frame.attrs``."""
     if not path.is_file():
         raise BenchError(f"no leaderboard at {path}", "run `arbench run TASK --model REF` first")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if frame.empty:
+    header, rows = read_leaderboard_rows(path)
+    missing = [column for column in TABLE_COLUMNS if column not in header]
+    if missing:
+        raise BenchError(f"leaderboard {path} is not an arbench leaderboard: no column "
+                         f"{missing[0]!r}", "give a CSV written by `arbench run`")
+    if not rows:
         raise BenchError(f"leaderboard {path} has no rows")
+    frame = pd.DataFrame(rows, columns=header, dtype=str)
     frame.attrs["samples_dir"] = path.parent / SAMPLES_DIRNAME
     return frame
 
@@ -251,6 +265,27 @@ def _number(value: float) -> str:
     return f"{value:.4f}"
 
 
+LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#",
+                 "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                 "^": r"\textasciicircum{}", "↓": r"$\downarrow$", "↑": r"$\uparrow$",
+                 "\n": " ", "\r": " "}
+
+
+def latex_cell(text: str) -> str:
+    """``text`` as LaTeX that prints it literally (special characters escaped, one line)."""
+    return "".join(LATEX_ESCAPES.get(char, char) for char in text)
+
+
+def markdown_cell(text: str) -> str:
+    """``text`` as one Markdown table cell: pipes and HTML angle brackets escaped, line
+    breaks as spaces (names with ``_`` stay readable: GitHub Markdown does not emphasise
+    inside words)."""
+    text = " ".join(text.splitlines())
+    for char in "|<>":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
 def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
     """Render a Table as Markdown, LaTeX (booktabs), CSV or HTML; the best value is bold."""
     if fmt not in FORMATS:
@@ -282,22 +317,18 @@ def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
         writer.writerows([[text for text, _ in cells] for cells in body])
         return out.getvalue()
     if fmt == "md":
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(f"**{t}**" if b else t for t, b in cells) + " |"
+        lines = ["| " + " | ".join(map(markdown_cell, header)) + " |",
+                 "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(f"**{markdown_cell(t)}**" if b else markdown_cell(t)
+                                    for t, b in cells) + " |"
                   for cells in body]
         text = "\n".join(lines)
         return text + "".join(f"\n\n_{note}_" for note in notes) + "\n"
     if fmt == "latex":
-        def tex(text: str) -> str:
-            for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"),
-                                  ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("↓", r"$\downarrow$"),
-                                  ("↑", r"$\uparrow$")):
-                text = text.replace(char, escaped)
-            return text
-
         lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-                 " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(rf"\textbf{{{tex(t)}}}" if b else tex(t) for t, b in cells) + r" \\"
+                 " & ".join(latex_cell(h) for h in header) + r" \\", r"\midrule"]
+        lines += [" & ".join(rf"\textbf{{{latex_cell(t)}}}" if b else latex_cell(t)
+                             for t, b in cells) + r" \\"
                   for cells in body]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines) + "\n"

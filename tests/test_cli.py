@@ -79,3 +79,27 @@ def test_train_writes_weights(capsys, tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, "train", "logreg", "--task", "mnist",
                            "--set", f"dataset.root={tmp_path / 'nothing'}")
     assert code == 2 and "does not exist" in err
+
+
+def test_compare_finds_a_model_file_again_by_its_reference(capsys, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    import nets
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    scripted = tmp_path / "my_model.ts"
+    torch.jit.script(nets.tiny_cnn().eval()).save(str(scripted))
+    boards, out_dir = str(tmp_path / "boards"), str(tmp_path / "results")
+    args = ["compare", "digits", "--models", "logreg", "my_model.ts", "--leaderboard-dir",
+            boards, "--out", out_dir, "--limit", "40"]
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "| my_model |" in out
+    rows = (tmp_path / "boards" / "digits.csv").read_text().splitlines()
+    code, again, _ = run_cli(capsys, *args)
+    assert code == 0 and "| my_model |" in again
+    assert (tmp_path / "boards" / "digits.csv").read_text().splitlines() == rows  # no rerun
+    torch.manual_seed(1)
+    torch.jit.script(nets.tiny_cnn().eval()).save(str(scripted))  # other weights: scored anew
+    code, _, _ = run_cli(capsys, *args)
+    assert len((tmp_path / "boards" / "digits.csv").read_text().splitlines()) == len(rows) + 1

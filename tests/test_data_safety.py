@@ -38,6 +38,7 @@ READS_EMBEDDED_LAYOUT = {
     "modelnet40": "synthetic-shapes",
     "modelnet10": "synthetic-shapes",
     "shapenet-r2n2": "synthetic-shapes3d",
+    "lsun-layout": "synthetic-rooms",
 }
 FALLBACK_FIXTURE = "digits"
 

@@ -14,9 +14,12 @@ from PIL import Image
 
 from bench.adapters.davis import DavisDataset
 from bench.errors import ContractError, DataError
+from bench.formats.palette import davis_palette
 from bench.metrics.segmentation import (
+    boundary_counts_in_windows,
     boundary_radius,
-    davis_palette,
+    dilate,
+    disk,
     f_measure,
     jaccard,
     seg2bmap,
@@ -183,3 +186,24 @@ def test_davis_depth_end_to_end(run_dirs: dict[str, Path]) -> None:
     assert result.metrics["abs_rel"] > 0
     names = [Path(f).name for f in result.figures]
     assert any(n.startswith("depth_room-val") and n.endswith(".png") for n in names)
+
+
+def test_windowed_boundary_counts_equal_whole_frame_counts() -> None:
+    """The CPU path counts boundaries in a window around the masks; on masks touching every
+    image edge, scattered noise, an empty frame and a lone pixel it equals whole frames."""
+    rng = np.random.default_rng(2)
+    gt = torch.from_numpy(rng.random((5, 31, 43)) < 0.2)
+    pred = torch.from_numpy(rng.random((5, 31, 43)) < 0.2)
+    gt[1], pred[1] = False, False
+    gt[2], pred[2] = False, False
+    gt[2, 30, 42] = True
+    gt[3, :, -3:], pred[3, -2:, :] = True, True
+    gt[4], pred[4] = False, False
+    pred[4, 10:20, 5:9] = True
+    kernel = disk(3)
+    gt_b, pred_b = seg2bmap(gt), seg2bmap(pred)
+    expected = [(pred_b & dilate(gt_b, kernel)).sum((1, 2)),
+                (gt_b & dilate(pred_b, kernel)).sum((1, 2)),
+                pred_b.sum((1, 2)), gt_b.sum((1, 2))]
+    for got, want in zip(boundary_counts_in_windows(gt, pred, kernel), expected, strict=True):
+        assert got.tolist() == want.double().tolist()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bench.cli import main
 from bench.errors import ContractError, ModelError
-from bench.metrics.segmentation import davis_palette
+from bench.formats.palette import davis_palette
 from bench.runner import build_dataset, evaluate
 from bench.spec import load_spec
 

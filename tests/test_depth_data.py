@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from bench.adapters.kitti_depth import KittiDepthDataset
-from bench.adapters.nyu_depth import NyuDepthDataset, write_depth_png
+from bench.adapters.nyu_depth import NyuDepthDataset
 from bench.errors import DataError
+from bench.formats.images import write_depth_png
 from bench.runner import evaluate
 
 

@@ -285,3 +285,19 @@ def test_zero_depth_is_inverse_depth_zero_in_the_scale_and_shift_fit() -> None:
     assert metric.compute()["abs_rel"] == pytest.approx(reference, rel=1e-6)
     assert reference == pytest.approx(0.425954245, rel=1e-6)
     assert abs(old_convention - reference) > 0.05
+
+
+def test_masked_median_is_numpys_median_to_the_bit() -> None:
+    """Odd and even counts (mean of the middle two in float32), NaN, empty masks."""
+    rng = np.random.default_rng(5)
+    values = torch.from_numpy(rng.uniform(0.1, 9.0, (5, 7, 9)).astype(np.float32))
+    mask = torch.from_numpy(rng.random((5, 7, 9)) < 0.6)
+    mask[3] = False
+    values[4, 0, 0], mask[4, 0, 0] = float("nan"), True
+    medians = masked_median(values, mask)
+    for index in range(3):
+        expected = np.median(values[index].numpy()[mask[index].numpy()])
+        assert medians[index].item() == expected
+    assert torch.isnan(medians[3]) and torch.isnan(medians[4])
+    assert masked_median(torch.tensor([[[1.0, 4.0]]]), torch.ones(1, 1, 2, dtype=torch.bool)
+                         ).item() == 2.5

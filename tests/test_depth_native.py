@@ -15,9 +15,10 @@ import torch
 
 from bench.adapters.base import DatasetInfo
 from bench.adapters.kitti_depth import KittiDepthDataset
-from bench.adapters.nyu_depth import NyuDepthDataset, write_depth_png
+from bench.adapters.nyu_depth import NyuDepthDataset
 from bench.errors import ContractError, ModelError
 from bench.families.depth import DepthFamily, bts_png_name, npy_name
+from bench.formats.images import write_depth_png
 from bench.runner import evaluate
 
 SCENES = ("kitchen", "office")

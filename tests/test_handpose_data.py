@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.adapters.base import MANIFEST
 from bench.adapters.freihand import FREIHAND_FROM, FreiHandDataset, to_freihand_order
 from bench.errors import ContractError, DataError
 from bench.families.handpose import HandPoseFamily, read_pred_json
+from bench.geometry.cameras import project
+from bench.geometry.hand import BONES, KEYPOINT_NAMES
 from bench.runner import evaluate
 from bench.synth import hand_model
-from bench.synth.render import project
 from bench.synth.synthetic_hands import build_synthetic_hands
 
 K = [[200.0, 0.0, 31.5], [0.0, 200.0, 31.5], [0.0, 0.0, 1.0]]
@@ -58,7 +58,7 @@ def test_hand_model_bones_follow_lengths_and_limits() -> None:
     limit = hand_model.HandPose(1.0, np.zeros(5), hand_model.FLEXION_LIMITS[..., 1])
     np.testing.assert_allclose(hand_model.forward_kinematics(bent),
                                hand_model.forward_kinematics(limit))
-    assert len(hand_model.BONES) == 20 and len(hand_model.KEYPOINT_NAMES) == 21
+    assert len(BONES) == 20 and len(KEYPOINT_NAMES) == 21
 
 
 def test_embedded_set_is_freihand_layout_with_consistent_geometry(tmp_path: Path) -> None:
@@ -202,9 +202,9 @@ def test_freihand_task_end_to_end_with_pred_json_and_mean_hand(tmp_path: Path,
 def test_synthetic_task_runs_both_baselines(tmp_path: Path, run_dirs: dict) -> None:
     root = tmp_path / "synthetic-hands"
     build_synthetic_hands(root, sizes={"training": 4, "evaluation": 3})
-    (root / MANIFEST).write_text("{}")
     for model in ("mean-hand", "hand-cnn"):
-        result = evaluate("synthetic-hands", model, overrides=[f"dataset.root={root}"],
+        result = evaluate("synthetic-hands", model,
+                          overrides=[f"dataset.root={root}", "dataset.embedded=null"],
                           progress=False, **run_dirs)
         assert result.n_samples == 3
         assert 0.0 < result.metrics["pa_mpjpe_mm"] < 100.0

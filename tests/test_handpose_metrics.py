@@ -11,6 +11,7 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 
 from bench.errors import DataError
+from bench.geometry.rotations import random_rotation
 from bench.metrics.handpose import (
     Keypoint2D,
     Keypoint3D,
@@ -22,7 +23,6 @@ from bench.metrics.handpose import (
     procrustes_align,
 )
 from bench.perf.handpose import random_hands, reference_pa_errors
-from bench.synth.render import random_rotation
 
 K = torch.tensor([[200.0, 0.0, 63.5], [0.0, 200.0, 63.5], [0.0, 0.0, 1.0]])
 

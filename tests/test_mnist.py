@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from bench.adapters.base import MANIFEST, ensure_embedded
-from bench.adapters.mnist import MnistDataset, read_idx
+from bench.adapters.mnist import MnistDataset
 from bench.errors import DataError
+from bench.formats.idx import read_idx
 from bench.synth.digits import digits_28x28, write_idx
 
 

@@ -3,6 +3,7 @@ files, safe checkpoint loading and contract checks."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import nets
@@ -51,6 +52,40 @@ def test_torchscript_and_export_agree_with_state_dict(tmp_path: Path, run_dirs: 
     assert digits(str(exported), run_dirs).metrics == pytest.approx(reference)
 
 
+class MarkerOnLoad:
+    """Unpickling it creates a marker file: proof that code ran on load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_an_export_archive_that_unpickles_code_is_refused(tmp_path: Path, run_dirs: dict,
+                                                          trained) -> None:
+    import zipfile
+
+    exported = tmp_path / "net.pt2"
+    torch.export.save(torch.export.export(trained, (torch.zeros(2, 1, 28, 28),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)),
+                      str(exported))
+    marker = tmp_path / "code-ran"
+    hostile = tmp_path / "hostile.pt2"
+    with zipfile.ZipFile(exported) as source, zipfile.ZipFile(hostile, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if "/data/sample_inputs/" in info.filename:
+                buffer = io.BytesIO()
+                torch.save(((MarkerOnLoad(marker),), {}), buffer)
+                data = buffer.getvalue()
+            target.writestr(info, data)
+    with pytest.raises(ModelError, match="sample_inputs.*pickled Python objects"):
+        digits(str(hostile), run_dirs)
+    assert not marker.exists()
+    assert digits(str(exported), run_dirs).n_samples == 40  # a plain export still loads
+
+
 def test_pickled_module_needs_trust(tmp_path: Path, run_dirs: dict, trained) -> None:
     path = tmp_path / "whole.pt"
     torch.save(trained, path)
@@ -62,8 +97,10 @@ def test_pickled_module_needs_trust(tmp_path: Path, run_dirs: dict, trained) -> 
 def test_corrupt_checkpoint(tmp_path: Path, run_dirs: dict) -> None:
     path = tmp_path / "broken.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="broken.pt"):
+    with pytest.raises(ModelError, match="broken.pt is not a PyTorch checkpoint"):
         digits(str(path), run_dirs, arch="nets:tiny_cnn")
+    with pytest.raises(ModelError, match="not a PyTorch checkpoint"):
+        digits(str(path), run_dirs, arch="nets:tiny_cnn", trust_checkpoint=True)
 
 
 def test_python_callable(run_dirs: dict) -> None:
@@ -124,6 +161,10 @@ def test_predictions_files(tmp_path: Path, run_dirs: dict) -> None:
     np.savez(npz, ids=np.array(ids[:10]), logits=logits[:10])
     with pytest.raises(ModelError, match="no prediction for sample 'test/00010'"):
         digits(None, run_dirs, predictions=str(npz))
+    csv_path.write_text("\n".join([*rows, rows[3]]) + "\n")
+    with pytest.raises(ModelError,
+                       match=r"two predictions for sample 'test/00002' \(rows 3 and 41\)"):
+        digits(None, run_dirs, predictions=str(csv_path))
 
 
 def _samples(n: int) -> list[dict]:

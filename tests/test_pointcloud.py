@@ -13,14 +13,13 @@ import torch
 from bench.adapters.modelnet import (
     ModelNetDataset,
     normalise_unit_sphere,
-    read_off,
-    read_point_cloud,
     resample_points,
     sample_mesh,
-    write_point_cloud,
 )
 from bench.errors import ContractError, DataError
 from bench.families.pointcloud import PointCloudFamily, rotation_about_axis, with_votes
+from bench.formats.off import read_off
+from bench.formats.ply import read_point_cloud, write_point_cloud
 from bench.metrics.pointcloud import (
     ClassAccuracy,
     OverallAccuracy,

@@ -51,7 +51,8 @@ def test_unknown_class_and_rotation() -> None:
 
 
 def test_embedded_writer_uses_the_modelnet_layout(tmp_path, monkeypatch) -> None:
-    from bench.adapters.modelnet import ModelNetDataset, read_off
+    from bench.adapters.modelnet import ModelNetDataset
+    from bench.formats.off import read_off
     from bench.synth import synthetic_shapes
 
     monkeypatch.setattr(synthetic_shapes, "SPLIT_SIZES", {"train": 1, "test": 2})

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.geometry.rotations import random_rotation, rotation_matrix, symmetry_transformations
 from bench.metrics.pose import (
     ModelTree,
     add_error,
@@ -17,11 +18,9 @@ from bench.metrics.pose import (
     mssd_error,
     projection_error,
     rotation_error_deg,
-    symmetry_transformations,
     translation_error,
 )
 from bench.perf.pose import brute_force, tree_per_pose
-from bench.synth.render import random_rotation, rotation_matrix
 
 K = torch.tensor([[300.0, 0, 160.0], [0, 300.0, 120.0], [0, 0, 1]], dtype=torch.float64)
 

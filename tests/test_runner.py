@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench import Result, evaluate
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, ModelError
 
 
 def rows(run_dirs: dict, task: str = "digits") -> list[dict]:
@@ -64,7 +64,7 @@ def test_overrides_reach_the_adapter(run_dirs: dict, tmp_path: Path) -> None:
 
 
 def test_failed_run_leaves_no_row_and_no_result_dir(run_dirs: dict) -> None:
-    with pytest.raises(RuntimeError, match="batch 2"):
+    with pytest.raises(ModelError, match=r"failed on task .digits., batch 2 .*RuntimeError"):
         evaluate("digits", "nets:fails_later", batch_size=100, progress=False, **run_dirs)
     assert rows(run_dirs) == []
     assert not list((run_dirs["out_dir"] / "digits").rglob("result.json"))
@@ -84,8 +84,9 @@ def test_unwritable_leaderboard_fails_before_running(run_dirs: dict) -> None:
 
 def test_leaderboard_that_is_a_directory_is_a_clear_error(run_dirs: dict) -> None:
     (run_dirs["leaderboard_dir"] / "digits.csv").mkdir(parents=True)
-    with pytest.raises(BenchError, match="cannot append to leaderboard"):
+    with pytest.raises(BenchError, match="cannot read leaderboard .*digits.csv"):
         evaluate("digits", "lenet5", limit=10, progress=False, **run_dirs)
+    assert not run_dirs["out_dir"].exists()  # refused before any work
 
 
 def test_empty_dataset_is_an_error(run_dirs: dict, tmp_path: Path) -> None:
@@ -106,3 +107,19 @@ def test_bad_device_and_limit(run_dirs: dict) -> None:
             evaluate("digits", "lenet5", device="cuda", progress=False, **run_dirs)
     with pytest.raises(BenchError, match="--limit must be at least 1"):
         evaluate("digits", "lenet5", limit=0, progress=False, **run_dirs)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"batch_size": 0}, "--batch-size must be a whole number of at least 1, got 0"),
+    ({"overrides": ["protocol.batch_size=0"]}, "protocol.batch_size must be .* got 0"),
+    ({"overrides": ["protocol.batch_size=abc"]}, "protocol.batch_size must be .* got 'abc'"),
+    ({"workers": -1}, "--workers must be 0 or more"),
+    ({"seed": -1}, r"--seed must be in \[0, 2\*\*32\)"),
+    ({"device": "bogus"}, "unknown device 'bogus'"),
+])
+def test_run_options_that_would_be_replaced_or_crash_are_refused(
+        run_dirs: dict, options: dict, message: str) -> None:
+    with pytest.raises(BenchError, match=message):
+        evaluate("digits", "lenet5", progress=False, **run_dirs, **options)
+    assert not run_dirs["out_dir"].exists()
+    assert not run_dirs["leaderboard_dir"].exists()

@@ -12,19 +12,14 @@ import pytest
 import torch
 
 from bench.adapters.pix3d import Pix3DDataset
-from bench.adapters.r2n2 import (
-    R2N2Dataset,
-    camera_from_metadata,
-    parse_obj,
-    read_binvox,
-    write_binvox,
-    write_obj,
-)
+from bench.adapters.r2n2 import R2N2Dataset
 from bench.errors import ContractError, DataError
 from bench.families.shape import ShapeFamily
+from bench.formats.binvox import read_binvox, write_binvox
+from bench.formats.obj import parse_obj, write_obj
+from bench.geometry.cameras import camera_from_metadata, project
 from bench.runner import evaluate
 from bench.spec import TaskSpec, load_spec
-from bench.synth.render import project
 from bench.synth.synthetic_shapes3d import _photos, canonical_mesh, synset_of, write_model
 
 

@@ -11,23 +11,11 @@ import torch
 from scipy.spatial import cKDTree
 
 from bench.errors import ContractError
-from bench.metrics.shape import (
-    ShapePrediction,
-    ShapeSurface,
-    VoxelIoU,
-    check_mesh,
-    chunked_cdist,
-    grid_occupancy,
-    grid_to_mesh,
-    iou,
-    is_watertight,
-    mesh_occupancy,
-    nearest_both_ways,
-    nearest_neighbours,
-    pointcloud_metrics,
-    sample_surface,
-    uniform_cube_points,
-)
+from bench.families.shape import ShapePrediction
+from bench.geometry.distances import chunked_cdist, nearest_both_ways, nearest_neighbours
+from bench.geometry.grids import grid_occupancy, grid_to_mesh, uniform_cube_points
+from bench.geometry.mesh import check_mesh, is_watertight, mesh_occupancy, sample_surface
+from bench.metrics.shape import ShapeSurface, VoxelIoU, iou, pointcloud_metrics
 
 
 def sphere(radius: float) -> tuple[np.ndarray, np.ndarray]:

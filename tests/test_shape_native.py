@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.adapters.r2n2 import R2N2Dataset, write_obj
+from bench.adapters.r2n2 import R2N2Dataset
 from bench.errors import ContractError, DataError, ModelError
 from bench.families.shape import FolderPredictions, ShapeFamily, ZipPredictions
-from bench.metrics.shape import ShapeSurface, sample_surface
+from bench.formats.obj import write_obj
+from bench.geometry.mesh import sample_surface
+from bench.metrics.shape import ShapeSurface
 from bench.runner import evaluate
 from bench.spec import load_spec
 from bench.synth.synthetic_shapes3d import _photos, canonical_mesh, synset_of, write_model

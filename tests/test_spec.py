@@ -131,3 +131,22 @@ def test_override_indexes_lists(tmp_path: Path) -> None:
 def test_bad_override() -> None:
     with pytest.raises(BenchError, match="KEY.PATH=VALUE"):
         load_spec("digits", ["dataset.root"])
+
+
+def test_an_embedded_task_refuses_another_root_and_names_the_real_task() -> None:
+    with pytest.raises(SpecError, match="use task mnist with --set dataset.root=DIR"):
+        load_spec("digits", ["dataset.root=/data/mnist"])
+    with pytest.raises(SpecError, match="use task davis-vos with"):
+        load_spec("synthetic-davis-vos", ["dataset.root=/data/DAVIS"])
+    assert load_spec("davis-vos", ["dataset.root=/data/DAVIS"]).dataset.root == "/data/DAVIS"
+
+
+def test_nested_and_recursive_aliases_are_refused_before_expansion(tmp_path: Path) -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{','.join([f'*{previous}'] * 9)}]")  # 9^9 leaves
+    (error,) = validate_spec_file(write(tmp_path, "\n".join(lines) + "\n"))
+    assert error.endswith("expands to more than 20000 YAML nodes (nested aliases?); "
+                          "a task spec is small")
+    (error,) = validate_spec_file(write(tmp_path, "a: &a [*a]\n"))
+    assert "alias refers to itself" in error

@@ -105,6 +105,22 @@ def test_paired_bootstrap_interval() -> None:
     assert paired_bootstrap(values, reference) == (change, low, high)
 
 
+def test_model_names_are_escaped_per_format(tmp_path: Path) -> None:
+    rows = frame(tmp_path)
+    hostile = "a|b\nc & 50% my_net <script>x</script>"
+    rows.loc[rows["model"] == "lift", "model"] = hostile
+    table = build_table(rows, reference="sift")
+    markdown = render(table, "md")
+    row = next(line for line in markdown.splitlines() if line.startswith("| a"))
+    assert row.startswith(r"| a\|b c & 50% my_net \<script\>x\</script\> |")
+    assert row.count(" | ") == 3  # model, matches, error, change: still four cells
+    latex = render(table, "latex")
+    assert r"a|b c \& 50\% my\_net <script>x</script>" in latex
+    html = render(table, "html")
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
+    assert hostile.replace("\n", " ") in render(table, "csv").replace("\n", " ")
+
+
 # ------------------------------------------- published per-sample records (fresh clone)
 
 def published_board(tmp_path: Path, with_records: set[str]) -> Path:

@@ -56,9 +56,24 @@ class BenchDataset(torch.utils.data.Dataset):
         return self.info.size
 
 
+def leaves_root(entry: str | Path) -> bool:
+    """Whether a path read from a data set's own files (a file list, an index) leads
+    outside its root once ``..`` is applied lexically (symlinks the user placed inside the
+    root are followed as they are)."""
+    normal = os.path.normpath(str(entry).lstrip("/"))
+    return normal == ".." or normal.startswith("../")
+
+
 def fingerprint_files(paths: list[Path], root: Path) -> str:
-    """sha256 over the relative names and contents of ``paths`` (16 hex digits)."""
+    """sha256 over the relative names and contents of ``paths`` (16 hex digits).
+
+    Every path must lie inside ``root`` (lexically, after ``..``): an entry of a data set's
+    own index that leads outside it is a DataError, never read."""
     digest = hashlib.sha256()
+    for path in paths:
+        if leaves_root(os.path.relpath(path, root)):
+            raise DataError(f"{path} lies outside the data root {root}",
+                            "entries of a data set's file lists are paths inside its root")
     for path in sorted(paths):
         digest.update(str(path.relative_to(root)).encode())
         with open(path, "rb") as handle:

@@ -16,7 +16,6 @@ One sample per target (scene, image, object), with one instance of the object in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
 from bench.errors import DataError
-from bench.metrics.pose import symmetry_transformations
+from bench.formats.jsonfile import read_json
+from bench.geometry.rotations import symmetry_transformations
 from bench.registry import ADAPTERS
 
 HOW_TO_GET = ("download the data set from https://bop.felk.cvut.cz/datasets/ (base archive, "
@@ -35,14 +35,11 @@ HOW_TO_GET = ("download the data set from https://bop.felk.cvut.cz/datasets/ (ba
 MM = 0.001
 
 
-def read_json(path: Path) -> Any:
+def read_bop_json(path: Path) -> Any:
     """Load a JSON file; a missing or malformed file raises DataError naming it."""
     if not path.is_file():
         raise DataError(f"BOP data: missing {path}", HOW_TO_GET)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    return read_json(path)
 
 
 def read_model_points(path: Path) -> np.ndarray:
@@ -64,7 +61,7 @@ class BopModels:
         folder = root / "models_eval" if (root / "models_eval").is_dir() else root / "models"
         self.folder = folder
         self.info_path = folder / "models_info.json"
-        raw = read_json(self.info_path)
+        raw = read_bop_json(self.info_path)
         if not isinstance(raw, dict) or not raw:
             raise DataError(f"{self.info_path} must map object ids to model information")
         self.ids = sorted(int(key) for key in raw)
@@ -146,7 +143,7 @@ class BopDataset(BenchDataset):
                 if file_name == "scene_gt_info.json" and not path.is_file():
                     getattr(self, attr)[scene_id] = {}
                     continue
-                getattr(self, attr)[scene_id] = read_json(path)
+                getattr(self, attr)[scene_id] = read_bop_json(path)
                 files.append(path)
         targets_path = root / targets if targets else None
         if targets_path is not None and targets_path.is_file() and split.startswith("test"):
@@ -165,7 +162,7 @@ class BopDataset(BenchDataset):
         )
 
     def _targets_from_file(self, path: Path) -> list[tuple[int, int, int]]:
-        raw = read_json(path)
+        raw = read_bop_json(path)
         if not isinstance(raw, list):
             raise DataError(f"{path} must be a list of targets")
         wanted = []

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
-from bench.adapters.nyu_depth import read_depth_png, read_rgb
 from bench.errors import DataError
-from bench.families.video import read_index_png
+from bench.formats.images import read_depth_png, read_index_png, read_rgb
 from bench.registry import ADAPTERS
 
 HOW_TO_GET = ("download DAVIS-2017-trainval-480p.zip (or Full-Resolution) from "

@@ -16,7 +16,6 @@ appended (manopth's 21 joints) and maps them onto FreiHAND's.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,9 @@ import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo
 from bench.errors import DataError
+from bench.formats.jsonfile import read_json
+from bench.geometry.hand import KEYPOINT_NAMES
 from bench.registry import ADAPTERS
-from bench.synth.hand_model import KEYPOINT_NAMES
 
 HOW_TO_GET = ("download FreiHAND_pub_v2.zip (and FreiHAND_pub_v2_eval.zip) from "
               "https://lmb.informatik.uni-freiburg.de/projects/freihand/, unzip them into one "
@@ -55,7 +55,7 @@ def read_json_array(path: Path, shape: tuple[int | None, ...], what: str) -> np.
     if not path.is_file():
         raise DataError(f"FreiHAND {what}: missing {path}", HOW_TO_GET)
     try:
-        array = np.asarray(json.loads(path.read_text(encoding="utf-8")), dtype=np.float64)
+        array = np.asarray(read_json(path), dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise DataError(f"{path} is not a JSON array of numbers of shape "
                         f"{list(shape)}: {exc}") from exc

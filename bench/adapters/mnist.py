@@ -7,10 +7,8 @@ embedded ``digits`` set, which are written in the same format.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import shutil
-import struct
 import urllib.request
 from pathlib import Path
 
@@ -19,9 +17,9 @@ import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
 from bench.errors import DataError
+from bench.formats.idx import read_idx
 from bench.registry import ADAPTERS
 
-IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 SPLIT_PREFIX = {"train": "train", "test": "t10k", "t10k": "t10k"}
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_MD5 = {
@@ -31,33 +29,6 @@ MNIST_MD5 = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 HOW_TO_GET = "run `arbench data get mnist` or pass --set dataset.root=DIR with the IDX files"
-
-
-def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into an array; malformed files raise DataError."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read IDX file {path}: {exc}") from exc
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_DTYPES:
-        raise DataError(f"{path} is not an IDX file (bad magic number {data[:4].hex()})")
-    ndim = data[3]
-    if ndim != expected_ndim:
-        raise DataError(f"{path} has {ndim} dimensions, expected {expected_ndim}")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path} is truncated inside its header")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = np.dtype(IDX_DTYPES[data[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(data) - header != expected:
-        raise DataError(
-            f"{path} holds {len(data) - header} bytes of data, its header says {expected} "
-            f"(shape {shape}); the file is truncated or corrupt"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
 def find_idx(root: Path, name: str) -> Path:
@@ -86,12 +57,16 @@ class MnistDataset(BenchDataset):
         if len(images) != len(labels):
             raise DataError(
                 f"{image_path} has {len(images)} images but {label_path} {len(labels)} labels")
+        num_classes = len(class_names) if class_names else 10
+        whole = np.isfinite(labels) & (np.floor(labels) == labels) if labels.dtype.kind == "f" \
+            else np.ones(labels.shape, dtype=bool)
+        bad = ~whole | (labels < 0) | (labels >= num_classes)
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise DataError(f"{label_path}: label {labels[index].item()!r} of sample {index} "
+                            f"is not a class 0..{num_classes - 1}")
         self.images = torch.from_numpy(images.astype(np.uint8))
         self.labels = torch.from_numpy(labels.astype(np.int64))
-        num_classes = len(class_names) if class_names else 10
-        if len(self.labels) and int(self.labels.max()) >= num_classes:
-            raise DataError(f"{label_path} has label {int(self.labels.max())}, "
-                            f"but the task has {num_classes} classes")
         self.info = DatasetInfo(
             name="mnist",
             root=root,

@@ -32,6 +32,8 @@ import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
 from bench.errors import DataError
+from bench.formats.off import read_off
+from bench.formats.ply import POINT_CLOUD_SUFFIXES, read_point_cloud
 from bench.registry import ADAPTERS
 
 HOW_TO_GET = (
@@ -39,136 +41,10 @@ HOW_TO_GET = (
     "modelnet40_ply_hdf5_2048.zip (PointNet's release), unpack it and pass "
     "--set dataset.root=DIR"
 )
-POINT_CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzn", ".pts")
 SHAPE_SUFFIXES = (".off", *POINT_CLOUD_SUFFIXES)
 SAMPLING_METHODS = ("uniform", "poisson")
 AXES = {"x": 0, "y": 1, "z": 2}
 SPLITS = ("train", "test")
-
-
-def read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read an OFF mesh: vertices [V,3] float64 and triangles [F,3] int64 (polygons fanned).
-
-    Accepts ModelNet's quirk of counts glued to the header (``OFF490 518 0``), comments
-    (``#``) and blank lines, and ignores per-element colours. Malformed files raise
-    DataError naming the file and line.
-    """
-    try:
-        text = path.read_text(encoding="ascii", errors="strict")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read OFF file {path}: {exc}") from exc
-    lines = [(number, line.split("#", 1)[0].strip())
-             for number, line in enumerate(text.splitlines(), start=1)]
-    lines = [(number, line) for number, line in lines if line]
-    if not lines or not lines[0][1].startswith("OFF"):
-        where = lines[0][0] if lines else 1
-        raise DataError(f"{path}:{where}: not an OFF file (first line must start with 'OFF')")
-    header_number, header = lines[0]
-    rest = header[3:].strip()
-    body = lines[1:]
-    if not rest:
-        if not body:
-            raise DataError(f"{path}:{header_number}: OFF header has no vertex/face counts")
-        header_number, rest = body[0]
-        body = body[1:]
-    try:
-        counts = [int(v) for v in rest.split()]
-        num_vertices, num_faces = counts[0], counts[1]
-    except (ValueError, IndexError) as exc:
-        raise DataError(f"{path}:{header_number}: bad OFF counts line {rest!r}, "
-                        "expected 'vertices faces edges'") from exc
-    if num_vertices < 0 or num_faces < 0:
-        raise DataError(f"{path}:{header_number}: negative counts in {rest!r}")
-    if len(body) < num_vertices + num_faces:
-        raise DataError(f"{path}: truncated: header says {num_vertices} vertices and "
-                        f"{num_faces} faces, the file has {len(body)} data lines")
-    vertices = _parse_vertices(path, body[:num_vertices])
-    triangles = _parse_faces(path, body[num_vertices:num_vertices + num_faces], num_vertices)
-    return vertices, triangles
-
-
-def _parse_vertices(path: Path, lines: list[tuple[int, str]]) -> np.ndarray:
-    """Vertex lines -> [V,3]; fast path for plain 'x y z' lines, line-by-line otherwise."""
-    try:
-        flat = np.array(" ".join(line for _, line in lines).split(), dtype=np.float64)
-        vertices = flat.reshape(len(lines), 3) if flat.size == 3 * len(lines) else None
-    except ValueError:
-        vertices = None
-    if vertices is None:
-        vertices = np.empty((len(lines), 3), dtype=np.float64)
-        for index, (number, line) in enumerate(lines):
-            parts = line.split()
-            try:
-                if len(parts) < 3:
-                    raise ValueError("fewer than 3 values")
-                vertices[index] = [float(v) for v in parts[:3]]
-            except ValueError as exc:
-                raise DataError(f"{path}:{number}: bad vertex line {line!r} ({exc})") from exc
-    finite = np.isfinite(vertices).all(axis=1)
-    if not finite.all():
-        bad = int(np.argmin(finite))
-        raise DataError(f"{path}:{lines[bad][0]}: vertex {bad} has a NaN or infinite coordinate")
-    return vertices
-
-
-def _parse_faces(path: Path, lines: list[tuple[int, str]], num_vertices: int) -> np.ndarray:
-    """Face lines 'n i1 ... in [colour]' -> triangles [F,3] (polygons fanned from i1)."""
-    try:
-        flat = np.array(" ".join(line for _, line in lines).split(), dtype=np.int64)
-    except ValueError:
-        flat = np.empty(0, dtype=np.int64)
-    if lines and flat.size == 4 * len(lines):
-        table = flat.reshape(-1, 4)
-        if (table[:, 0] == 3).all() and table[:, 1:].min() >= 0 \
-                and table[:, 1:].max() < num_vertices:
-            return table[:, 1:].copy()
-    triangles: list[list[int]] = []
-    for number, line in lines:
-        parts = line.split()
-        try:
-            size = int(parts[0])
-            polygon = [int(v) for v in parts[1:1 + size]]
-        except ValueError as exc:
-            raise DataError(f"{path}:{number}: bad face line {line!r} ({exc})") from exc
-        if size < 3 or len(polygon) != size:
-            raise DataError(f"{path}:{number}: bad face line {line!r} "
-                            "(expected 'n i1 ... in' with n >= 3)")
-        if min(polygon) < 0 or max(polygon) >= num_vertices:
-            raise DataError(f"{path}:{number}: face index out of range 0..{num_vertices - 1}")
-        triangles.extend([polygon[0], polygon[i], polygon[i + 1]] for i in range(1, size - 1))
-    return np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
-
-
-def read_point_cloud(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a point cloud file (.ply, .pcd, .xyz, .xyzn, .pts) with Open3D.
-
-    Returns points [N,3] float64 and normals [N,3] (or None when the file has none).
-    An unreadable or empty file, or NaN/Inf coordinates, raise DataError.
-    """
-    if not path.is_file():
-        raise DataError(f"point cloud file {path} does not exist")
-    if path.suffix.lower() not in POINT_CLOUD_SUFFIXES:
-        raise DataError(f"{path}: unsupported point cloud format "
-                        f"(use one of {', '.join(POINT_CLOUD_SUFFIXES)} or .off meshes)")
-    cloud = o3d.io.read_point_cloud(str(path))
-    points = np.asarray(cloud.points, dtype=np.float64)
-    if len(points) == 0:
-        raise DataError(f"{path} holds no points (empty or unreadable by Open3D)")
-    if not np.isfinite(points).all():
-        bad = int((~np.isfinite(points).all(axis=1)).sum())
-        raise DataError(f"{path}: {bad} points have NaN or infinite coordinates")
-    normals = np.asarray(cloud.normals, dtype=np.float64) if cloud.has_normals() else None
-    return points, normals
-
-
-def write_point_cloud(path: Path, points: np.ndarray, normals: np.ndarray | None = None) -> None:
-    """Write points [N,3] (and normals [N,3]) to .ply, .pcd, .xyz, .xyzn or .pts via Open3D."""
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
-    if normals is not None:
-        cloud.normals = o3d.utility.Vector3dVector(np.asarray(normals, np.float64))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not o3d.io.write_point_cloud(str(path), cloud):
-        raise DataError(f"Open3D could not write {path}")
 
 
 def normalise_unit_sphere(points: np.ndarray) -> np.ndarray:

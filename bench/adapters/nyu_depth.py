@@ -13,46 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import torch
 
-from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
+from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files, leaves_root
 from bench.errors import DataError
+from bench.formats.images import read_depth_png, read_rgb
+from bench.geometry.cameras import NYU_INTRINSICS
 from bench.registry import ADAPTERS
 
-# fx, fy, cx, cy of the NYU v2 Kinect colour camera at 640x480 (as BTS uses).
-NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)
 NYU_HOW = ("get the BTS/NeWCRFs NYU v2 test set (official_splits/test and "
            "nyudepthv2_test_files_with_gt.txt, see docs/depth.md) and pass "
            "--set dataset.root=DIR")
-
-
-def read_rgb(path: Path) -> torch.Tensor:
-    """An image file as float32 [3,H,W] RGB in [0,1]; unreadable -> DataError."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"cannot read image {path} (missing or not an image)")
-    return torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
-
-
-def read_depth_png(path: Path, scale: float) -> np.ndarray:
-    """A 16-bit single-channel depth PNG divided by ``scale`` (metres) [H,W] float32."""
-    depth = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
-    if depth is None:
-        raise DataError(f"cannot read depth map {path} (missing or not an image)")
-    if depth.dtype != np.uint16 or depth.ndim != 2:
-        raise DataError(f"depth map {path} is {depth.dtype} with shape {depth.shape}; "
-                        "expected a single-channel 16-bit PNG")
-    return depth.astype(np.float32) / scale
-
-
-def write_depth_png(path: Path, depth: np.ndarray, scale: float) -> None:
-    """Write depth (metres, 0 = unknown) as a uint16 PNG of ``depth * scale``."""
-    encoded = np.clip(np.rint(depth * scale), 0, 65535).astype(np.uint16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), encoded):
-        raise DataError(f"cannot write {path}")
 
 
 def parse_file_list(path: Path) -> list[tuple[str, str | None, float | None]]:
@@ -70,6 +41,10 @@ def parse_file_list(path: Path) -> list[tuple[str, str | None, float | None]]:
             focal = float(fields[2]) if len(fields) > 2 else None
         except ValueError as exc:
             raise DataError(f"{path}:{line_no}: focal {fields[2]!r} is not a number") from exc
+        for entry in (fields[0], depth):
+            if entry is not None and leaves_root(entry):
+                raise DataError(f"{path}:{line_no}: {entry!r} leads outside the data root",
+                                "file-list entries are paths relative to the data root")
         entries.append((fields[0].lstrip("/"), depth, focal))
     return entries
 

@@ -21,7 +21,6 @@ own ``voxel.mat`` is 128^3 in another frame and is not used).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,11 @@ import numpy as np
 import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
-from bench.adapters.r2n2 import read_obj, unit_cube_normalisation
 from bench.errors import DataError
-from bench.metrics.shape import cell_centres, mesh_occupancy
+from bench.formats.jsonfile import read_json
+from bench.formats.obj import read_obj
+from bench.geometry.grids import cell_centres
+from bench.geometry.mesh import mesh_occupancy, unit_cube_normalisation
 from bench.registry import ADAPTERS
 
 HOW_TO_GET = ("download pix3d.zip from pix3d.csail.mit.edu, unpack it and pass "
@@ -73,7 +74,7 @@ class Pix3DDataset(BenchDataset):
         if not annotation.is_file():
             raise DataError(f"Pix3D: missing {annotation}", HOW_TO_GET)
         try:
-            entries = json.loads(annotation.read_text())
+            entries = read_json(annotation)
         except ValueError as exc:
             raise DataError(f"{annotation}: not valid JSON ({exc})") from exc
         for number, entry in enumerate(entries):
@@ -86,7 +87,7 @@ class Pix3DDataset(BenchDataset):
                 raise DataError(f"Pix3D split file {split_path} does not exist",
                                 "Mesh R-CNN's pix3d_s1_train.json/pix3d_s1_test.json")
             try:
-                wanted = {img["file_name"] for img in json.loads(split_path.read_text())["images"]}
+                wanted = {img["file_name"] for img in read_json(split_path)["images"]}
             except (ValueError, KeyError, TypeError) as exc:
                 raise DataError(f"{split_path}: not a COCO-style split ({exc!r})") from exc
             entries = [e for e in entries if e["img"] in wanted]

@@ -26,7 +26,6 @@ into that frame with the same similarity. Without the mesh, the surface of the v
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,13 @@ import torch
 
 from bench.adapters.base import BenchDataset, DatasetInfo, fingerprint_files
 from bench.errors import DataError
+from bench.formats.binvox import read_binvox
+from bench.formats.jsonfile import read_json
+from bench.formats.obj import read_obj
+from bench.geometry.cameras import camera_from_metadata
+from bench.geometry.mesh import unit_cube_normalisation
 from bench.registry import ADAPTERS
-from bench.synth.render import intrinsics_from_fov, look_at, rotation_matrix
 
-R2N2_MAX_CAMERA_DIST = 1.75
 HOW_TO_GET = ("download ShapeNetRendering.tgz and ShapeNetVox32.tgz from the 3D-R2N2 project "
               "page (cvgl.stanford.edu/3d-r2n2), Pix2Vox's ShapeNet.json, optionally "
               "ShapeNetCore.v2, and pass --set dataset.root=DIR")
@@ -49,130 +51,6 @@ R2N2_SYNSETS = {
     "04090263": "rifle", "04256520": "sofa", "04379243": "table", "04401088": "telephone",
     "04530566": "watercraft",
 }
-
-
-# --------------------------------------------------------------------------- binvox
-
-
-def read_binvox(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """Read a binvox file -> (occupancy [X,Y,Z] bool, translate [3], scale).
-
-    binvox stores run-length pairs (value, count) in x-z-y order (y fastest); voxel (i,j,k)
-    is centred at ``translate + (ijk + 0.5) / dim * scale``.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read binvox file {path}: {exc}", HOW_TO_GET) from exc
-    header: dict[str, list[str]] = {}
-    offset = 0
-    lines = 0
-    while True:
-        end = data.find(b"\n", offset)
-        if end < 0 or lines > 8:
-            raise DataError(f"{path}: binvox header has no 'data' line")
-        line = data[offset:end].decode("ascii", errors="replace").strip()
-        offset = end + 1
-        lines += 1
-        if lines == 1:
-            if not line.startswith("#binvox"):
-                raise DataError(f"{path}: not a binvox file (first line {line[:20]!r})")
-            continue
-        if line == "data":
-            break
-        key, *values = line.split()
-        header[key] = values
-    try:
-        dims = [int(v) for v in header["dim"]]
-        translate = np.array([float(v) for v in header.get("translate", ["0", "0", "0"])])
-        scale = float(header.get("scale", ["1"])[0])
-    except (KeyError, ValueError, IndexError) as exc:
-        raise DataError(f"{path}: bad binvox header {header} ({exc!r})") from exc
-    if len(dims) != 3 or min(dims) < 1 or len(translate) != 3:
-        raise DataError(f"{path}: bad binvox header: dim {header.get('dim')}, "
-                        f"translate {header.get('translate')}")
-    raw = np.frombuffer(data, dtype=np.uint8, offset=offset)
-    if len(raw) % 2:
-        raw = raw[:-1]
-    values, counts = raw[0::2], raw[1::2]
-    total = int(counts.sum(dtype=np.int64))
-    expected = dims[0] * dims[1] * dims[2]
-    if total != expected:
-        raise DataError(f"{path}: binvox run lengths cover {total} voxels, the header's dim "
-                        f"{dims} needs {expected}; the file is truncated or corrupt")
-    flat = np.repeat(values > 0, counts)
-    grid = flat.reshape(dims[0], dims[2], dims[1]).transpose(0, 2, 1)
-    return np.ascontiguousarray(grid), translate, scale
-
-
-def write_binvox(path: Path, grid: np.ndarray, translate: np.ndarray, scale: float) -> None:
-    """Write an occupancy grid [X,Y,Z] as binvox (inverse of ``read_binvox``)."""
-    grid = np.asarray(grid, dtype=bool)
-    flat = grid.transpose(0, 2, 1).reshape(-1).astype(np.uint8)
-    change = np.flatnonzero(np.diff(flat)) + 1
-    starts = np.concatenate([[0], change])
-    lengths = np.diff(np.concatenate([starts, [len(flat)]]))
-    pairs = []
-    for start, length in zip(starts.tolist(), lengths.tolist(), strict=True):
-        value = int(flat[start])
-        while length > 0:
-            run = min(length, 255)
-            pairs += [value, run]
-            length -= run
-    header = (f"#binvox 1\ndim {grid.shape[0]} {grid.shape[1]} {grid.shape[2]}\n"
-              f"translate {translate[0]:.6f} {translate[1]:.6f} {translate[2]:.6f}\n"
-              f"scale {scale:.6f}\ndata\n")
-    path.write_bytes(header.encode("ascii") + bytes(pairs))
-
-
-# --------------------------------------------------------------------------- OBJ
-
-
-def parse_obj(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices [V,3] and triangles [F,3] of Wavefront OBJ text (polygons fan-split).
-
-    Face corners may be ``v``, ``v/vt``, ``v//vn`` or ``v/vt/vn``, 1-based or negative.
-    """
-    vertices: list[list[float]] = []
-    faces: list[list[int]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.startswith("v "):
-            parts = line.split()
-            try:
-                vertices.append([float(parts[1]), float(parts[2]), float(parts[3])])
-            except (ValueError, IndexError) as exc:
-                raise DataError(f"{where}:{number}: bad vertex line {line.strip()!r}") from exc
-        elif line.startswith("f "):
-            try:
-                corner = [int(p.split("/")[0]) for p in line.split()[1:]]
-            except ValueError as exc:
-                raise DataError(f"{where}:{number}: bad face line {line.strip()!r}") from exc
-            corner = [c - 1 if c > 0 else len(vertices) + c for c in corner]
-            faces += [[corner[0], corner[i], corner[i + 1]] for i in range(1, len(corner) - 1)]
-    v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
-    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
-    if len(f) and (f.min() < 0 or f.max() >= len(v)):
-        raise DataError(f"{where}: a face indexes vertex {int(f.max()) + 1} but the file has "
-                        f"{len(v)} vertices")
-    if not np.isfinite(v).all():
-        raise DataError(f"{where}: NaN or infinite vertex coordinates")
-    return v, f
-
-
-def read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a Wavefront OBJ mesh file (DataError when missing or malformed)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise DataError(f"cannot read mesh {path}: {exc}", HOW_TO_GET) from exc
-    return parse_obj(text, str(path))
-
-
-def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Write vertices [V,3] and triangles [F,3] as a Wavefront OBJ file."""
-    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices)]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in np.asarray(faces)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- cameras
@@ -189,27 +67,6 @@ def read_metadata(path: Path) -> np.ndarray:
         raise DataError(f"{path}: each line needs 5 numbers (azimuth elevation in-plane "
                         "distance-ratio fov)")
     return table
-
-
-def camera_from_metadata(azimuth: float, elevation: float, in_plane: float, distance_ratio:
-                         float, fov: float, width: int, height: int
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """K [3,3], R [3,3], t [3] (ShapeNet frame -> OpenCV camera) of one R2N2 view."""
-    az, el = np.radians(azimuth), np.radians(elevation)
-    distance = distance_ratio * R2N2_MAX_CAMERA_DIST
-    eye = distance * np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
-    rotation, translation = look_at(eye, (0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0))
-    roll = rotation_matrix((0.0, 0.0, 1.0), in_plane)
-    return intrinsics_from_fov(width, height, fov), roll @ rotation, roll @ translation
-
-
-def unit_cube_normalisation(vertices: np.ndarray) -> tuple[np.ndarray, float]:
-    """(centre [3], scale) mapping x to ``(x - centre) * scale``: bbox centred, longest side 1."""
-    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    side = float((hi - lo).max())
-    if not side > 0:
-        raise DataError("cannot normalise a degenerate ground-truth mesh (zero extent)")
-    return (lo + hi) / 2.0, 1.0 / side
 
 
 def load_image(path: Path, background: str) -> tuple[np.ndarray, np.ndarray]:
@@ -238,7 +95,7 @@ def class_table(root: Path, synsets: list[str], names: dict[str, str]) -> list[s
     known = {**R2N2_SYNSETS, **names}
     if taxonomy.is_file():
         try:
-            for entry in json.loads(taxonomy.read_text()):
+            for entry in read_json(taxonomy):
                 known[str(entry["synsetId"])] = str(entry["name"]).split(",")[0]
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{taxonomy}: not a ShapeNet taxonomy ({exc!r})") from exc
@@ -255,7 +112,7 @@ def read_split(root: Path, split_file: str, split: str) -> tuple[list[tuple[str,
     pairs: list[tuple[str, str]] = []
     if path.suffix == ".json":
         try:
-            entries = json.loads(path.read_text())
+            entries = read_json(path)
             for entry in entries:
                 synset = str(entry["taxonomy_id"])
                 names[synset] = str(entry.get("taxonomy_name", synset)).split(",")[0]
@@ -339,7 +196,7 @@ class R2N2Dataset(BenchDataset):
             if len(faces) == 0:
                 raise DataError(f"{obj}: the ground-truth mesh has no faces")
         else:
-            from bench.metrics.shape import grid_to_mesh
+            from bench.geometry.grids import grid_to_mesh
 
             vertices, faces = grid_to_mesh(voxels.astype(np.float32), bounds)
             if len(faces) == 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import pickle
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,32 @@ class _PlainDataUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            return self._bounded(found) if name == "_reconstruct" else found
         raise DataError(
             f"{self.source} is not plain data: it asks to load {module}.{name}; refusing to "
             "unpickle it (only containers, numbers, strings and numpy arrays are allowed)")
+
+
+    def _bounded(self, reconstruct: Any) -> Any:
+        """numpy's array constructor, refusing a shape over MAX_ARRAY_BYTES before it
+        allocates (a ground-truth file can ask for any shape)."""
+
+        def construct(subtype: Any, shape: Any, dtype: Any) -> Any:
+            shape = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
+            if not all(isinstance(n, int) and n >= 0 for n in shape):
+                raise DataError(f"{self.source}: array of shape {shape!r}")
+            size = math.prod(shape) * np.dtype(dtype).itemsize
+            if size > MAX_ARRAY_BYTES:
+                raise DataError(f"{self.source} asks for an array of shape {shape} "
+                                f"({size} bytes), over the {MAX_ARRAY_BYTES >> 30} GiB arbench "
+                                "unpickles from a ground-truth file")
+            return reconstruct(subtype, shape, dtype)
+
+        return construct
+
+
+MAX_ARRAY_BYTES = 1 << 30  # revisitop's ground truth holds a few thousand small arrays
 
 
 def load_plain_pickle(path: Path) -> Any:
@@ -64,7 +87,7 @@ def load_plain_pickle(path: Path) -> Any:
     except DataError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError) as exc:
+            IndexError, KeyError, MemoryError, OverflowError) as exc:
         raise DataError(f"{path} is not a readable pickle: {exc}") from exc
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc

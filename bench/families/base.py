@@ -90,7 +90,13 @@ class PredictionTable:
     """Rows of a predictions file served by sample id (subclasses build the predictions)."""
 
     def __init__(self, ids: list[str], source: Path) -> None:
-        self.index = {sample_id: i for i, sample_id in enumerate(ids)}
+        self.index: dict[str, int] = {}
+        for row, sample_id in enumerate(ids):
+            if sample_id in self.index:
+                raise ModelError(f"{source} has two predictions for sample {sample_id!r} "
+                                 f"(rows {self.index[sample_id] + 1} and {row + 1})",
+                                 "give each sample id once")
+            self.index[sample_id] = row
         self.source = source
 
     def rows_for(self, batch: Batch) -> list[int]:

@@ -39,6 +39,7 @@ from bench.families.base import (
     batch_device,
     check_tensor,
 )
+from bench.formats.archive import read_member
 from bench.registry import FAMILIES
 
 KINDS = ("depth", "inverse_depth", "disparity")
@@ -128,7 +129,7 @@ class MapSource:
                              "docs/depth.md lists the file names each layout expects")
         if self.is_zip:
             with zipfile.ZipFile(self.path) as archive:
-                return archive.read(self.prefix + name)
+                return read_member(archive, self.prefix + name, self.where(name))
         return (self.path / name).read_bytes()
 
 

@@ -16,7 +16,6 @@ and returns keypoints [B,21,3].
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 
 from bench.errors import ContractError
 from bench.families.base import Batch, Family, PredictionTable, Predictor, check_tensor
+from bench.formats.jsonfile import read_json
 from bench.registry import FAMILIES
 
 NUM_KEYPOINTS = 21
@@ -56,10 +56,7 @@ def read_pred_json(path: Path, size: int) -> tuple[torch.Tensor, torch.Tensor | 
 
     Returns keypoints [N,21,3] (float64, NaN kept) and vertices [N,V,3] or None.
     """
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ContractError(f"{path} is not valid JSON: {exc}") from exc
+    payload = read_json(path, ContractError)
     if not isinstance(payload, list) or len(payload) != 2:
         raise ContractError(f"{path} must be a JSON list [xyz_list, verts_list], got "
                             f"{type(payload).__name__} of length "

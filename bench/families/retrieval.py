@@ -25,8 +25,12 @@ import torch
 
 from bench.errors import ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor, TensorTable, check_tensor
-from bench.metrics.retrieval import l2_normalize
 from bench.registry import FAMILIES
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Rows of ``x`` [N, D] divided by their L2 norm (zero rows stay zero)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
 class RankingTable:

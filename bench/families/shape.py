@@ -40,6 +40,7 @@ import re
 import tempfile
 import zipfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,54 @@ import torch
 
 from bench.errors import BenchError, ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor
-from bench.metrics.shape import ShapePrediction, check_mesh
+from bench.formats.archive import read_member
+from bench.geometry.grids import grid_occupancy, grid_to_mesh
+from bench.geometry.mesh import check_mesh, mesh_occupancy
 from bench.registry import FAMILIES
 
 PREDICTION_SUFFIXES = (".npz", ".obj", ".off", ".ply")
 MESH_SUFFIXES = (".off", ".obj", ".ply")
 POINT_CLOUD_SUFFIXES = (".ply", ".npz")
+
+
+@dataclass
+class ShapePrediction:
+    """One sample's prediction: a mesh, a point cloud, or an occupancy grid with bounds.
+
+    ``kind`` is ``mesh`` (``vertices`` [V,3], ``faces`` [F,3]), ``points`` (``points`` [N,3],
+    optionally unit ``normals`` [N,3]) or ``grid`` (``grid`` [R,R,R] occupancy probabilities
+    in [0,1], ``bounds`` [2,3]: the min and max corners of the box the grid covers; cell
+    (i,j,k) is centred at ``lo + (ijk + 0.5) * (hi - lo) / R``, as binvox voxels are).
+    Arrays are float64 numpy.
+    """
+
+    kind: str
+    vertices: np.ndarray | None = None
+    faces: np.ndarray | None = None
+    points: np.ndarray | None = None
+    grid: np.ndarray | None = None
+    bounds: np.ndarray | None = None
+    normals: np.ndarray | None = None
+
+    def mesh(self, level: float = 0.5) -> tuple[np.ndarray, np.ndarray] | None:
+        """(vertices, faces) of a mesh or grid prediction (grids via marching cubes)."""
+        if self.kind == "mesh":
+            return self.vertices, self.faces
+        if self.kind == "grid":
+            return grid_to_mesh(self.grid, self.bounds, level)
+        return None
+
+    def inside(self, points: np.ndarray, level: float = 0.5) -> np.ndarray | None:
+        """Inside test [N] bool of ``points`` [N,3]; None for a point cloud.
+
+        Meshes: Open3D raycasting (``mesh_occupancy``). Grids: trilinear interpolation of
+        the grid (zero outside it) >= ``level``, the isosurface marching cubes extracts.
+        """
+        if self.kind == "grid":
+            return grid_occupancy(self.grid, self.bounds, points, level)
+        if self.kind == "mesh":
+            return mesh_occupancy(self.vertices, self.faces, points)
+        return None
 
 
 def _array(name: str, value: Any, sample: str) -> np.ndarray:
@@ -210,9 +253,9 @@ class ZipPredictions:
             raise ModelError(f"{self.path} has no prediction for sample {sample_id!r} "
                              f"(expected a member {sample_id}.npz, .off, .obj or .ply)")
         name = self.members[sample_id]
-        with zipfile.ZipFile(self.path) as archive:
-            data = archive.read(name)
         where = f"{self.path}:{name}"
+        with zipfile.ZipFile(self.path) as archive:
+            data = read_member(archive, name, where)
         suffix = name.rsplit(".", 1)[1].lower()
         if suffix == "npz":
             return read_npz(io.BytesIO(data), where)
@@ -321,7 +364,7 @@ def read_prediction_file(path: Path, where: str) -> dict[str, Any]:
             raise ContractError(f"{where}: cannot read ({exc})") from exc
         return read_obj_text(text, where)
     if suffix == ".off":
-        from bench.adapters.modelnet import read_off
+        from bench.formats.off import read_off
 
         vertices, faces = read_off(path)
         return {"vertices": vertices, "faces": faces}
@@ -341,7 +384,7 @@ def read_npz(source: Path | io.BytesIO, where: str) -> dict[str, np.ndarray]:
 
 def read_obj_text(text: str, where: str) -> dict[str, np.ndarray]:
     """``vertices`` + ``faces`` of Wavefront OBJ text."""
-    from bench.adapters.r2n2 import parse_obj
+    from bench.formats.obj import parse_obj
 
     vertices, faces = parse_obj(text, where)
     return {"vertices": vertices, "faces": faces}
@@ -371,7 +414,7 @@ def read_ply(path: Path, where: str) -> dict[str, np.ndarray]:
 def render_panel(rows: list[dict[str, Any]], path: Path, level: float = 0.5) -> None:
     """One figure: per row the input image | ground truth | prediction, seen by its camera.
 
-    Meshes are rendered with ``bench.synth.render`` from the sample's camera (lit from
+    Meshes are rendered with ``bench.geometry.render`` from the sample's camera (lit from
     above in ShapeNet's y-up frame); point clouds are projected through it and drawn as dots.
     """
     import matplotlib
@@ -379,7 +422,8 @@ def render_panel(rows: list[dict[str, Any]], path: Path, level: float = 0.5) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.synth.render import Camera, Scene, SceneObject, project
+    from bench.geometry.cameras import Camera, project
+    from bench.geometry.render import Scene, SceneObject
 
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows)), squeeze=False)
     for row, axis_row in zip(rows, axes, strict=True):

@@ -15,7 +15,6 @@ DAVIS challenge takes).
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,22 +24,9 @@ import torch
 
 from bench.errors import ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor
+from bench.formats.archive import read_member
+from bench.formats.images import read_index_png
 from bench.registry import FAMILIES
-
-
-def read_index_png(data: bytes | Path, name: str, error: type[Exception]) -> np.ndarray:
-    """A palette ('P') or 8-bit grey ('L') PNG as its index array [H,W] uint8."""
-    from PIL import Image
-
-    try:
-        image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-        image.load()
-    except (OSError, ValueError) as exc:
-        raise error(f"cannot read mask {name}: {exc}") from exc
-    if image.mode not in ("P", "L"):
-        raise error(f"mask {name} is a {image.mode} image; DAVIS masks are palette PNGs "
-                    "(mode P) whose pixel values are object ids")
-    return np.asarray(image, dtype=np.uint8)
 
 
 class ResultMasks:
@@ -96,7 +82,8 @@ class ZipMasks(ResultMasks):
         member = self.members[sequence].get(frame)
         if member is None:
             return None
-        return self.archive.read(member), f"{self.source}:{member}"
+        where = f"{self.source}:{member}"
+        return read_member(self.archive, member, where), where
 
 
 class FolderMasks(ResultMasks):

@@ -1,4 +1,4 @@
-"""Metric base: declared tensor states reduced by sum or concatenation (torchmetrics-style).
+"""Metric base: declared states reduced by sum or concatenation (torchmetrics-style).
 
 A metric's ``update`` consumes one batch of predictions and samples and returns the
 per-sample values that go to ``samples.jsonl``; ``compute`` turns the reduced state into
@@ -13,7 +13,9 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 
-Reduce = Literal["sum", "cat"]
+TensorReduce = Literal["sum", "cat"]
+ObjectReduce = Literal["extend", "union"]
+Reduce = TensorReduce | ObjectReduce
 
 
 def new_figure(*grid: int, **subplots_kwargs: Any) -> tuple[Any, Any]:
@@ -40,6 +42,8 @@ def save_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
 class Metric:
     """Stateful metric shell. Subclasses call ``add_state`` and fill ``higher_is_better``.
 
+    Everything ``compute``, ``details`` and ``figures`` read lives in declared states, so a
+    metric scored in pieces (``merge``) or in shards (``sync``) equals one scored whole.
     ``per_sample_key`` maps an output to the per-sample record whose mean it is (used for
     paired bootstrap confidence intervals in ``arbench compare``).
     """
@@ -49,43 +53,97 @@ class Metric:
     def __init__(self) -> None:
         self._defaults: dict[str, torch.Tensor] = {}
         self._reduce: dict[str, Reduce] = {}
+        self._limits: dict[str, int | None] = {}
         self._values: dict[str, Any] = {}
         self.higher_is_better: dict[str, bool] = {}
         self.per_sample_key: dict[str, str] = {}
 
-    def add_state(self, name: str, default: torch.Tensor, reduce: Reduce) -> None:
+    def add_state(self, name: str, default: torch.Tensor, reduce: TensorReduce) -> None:
         """Declare a state tensor; ``sum`` states add up, ``cat`` states concatenate on dim 0."""
         self._defaults[name] = default
         self._reduce[name] = reduce
         self._values[name] = default.clone() if reduce == "sum" else []
 
-    def state(self, name: str) -> torch.Tensor:
-        """The current (local) value of a state; ``cat`` states come back concatenated."""
+    def add_object_state(self, name: str, reduce: ObjectReduce, limit: int | None = None
+                         ) -> None:
+        """Declare a state of picklable Python objects: ``extend`` a list of items in sample
+        order (only the first ``limit`` kept, e.g. figure samples), ``union`` a dict (e.g.
+        sequence index -> name)."""
+        self._reduce[name] = reduce
+        self._limits[name] = limit
+        self._values[name] = [] if reduce == "extend" else {}
+
+    def state(self, name: str) -> Any:
+        """The current (local) value of a state; ``cat`` states come back concatenated,
+        object states as their list or dict."""
         value = self._values[name]
-        if self._reduce[name] == "sum":
+        if self._reduce[name] != "cat":
             return value
         return torch.cat(value) if value else self._defaults[name]
 
-    def accumulate(self, name: str, value: torch.Tensor) -> None:
-        """Add to a ``sum`` state or append to a ``cat`` state (moved to the state's device)."""
-        if self._reduce[name] == "sum":
+    def accumulate(self, name: str, value: Any) -> None:
+        """Add to a ``sum`` state, append a tensor to a ``cat`` state (moved to the state's
+        device), append one item to an ``extend`` state (while under its limit) or update a
+        ``union`` state with a dict."""
+        reduce = self._reduce[name]
+        if reduce == "sum":
             current = self._values[name]
             self._values[name] = current + value.to(current.device, current.dtype)
-        else:
+        elif reduce == "cat":
             self._values[name].append(value.detach())
+        elif reduce == "extend":
+            if self.has_room(name):
+                self._values[name].append(value)
+        else:
+            self._values[name].update(value)
+
+    def has_room(self, name: str) -> bool:
+        """True while the ``extend`` state ``name`` holds fewer items than its limit."""
+        limit = self._limits[name]
+        return limit is None or len(self._values[name]) < limit
 
     def to(self, device: torch.device | str) -> Metric:
-        """Move every state to ``device``."""
+        """Move every tensor state to ``device``."""
         for name, value in self._values.items():
             if self._reduce[name] == "sum":
                 self._values[name] = value.to(device)
-            else:
+            elif self._reduce[name] == "cat":
                 self._values[name] = [v.to(device) for v in value]
+            else:
+                continue
             self._defaults[name] = self._defaults[name].to(device)
         return self
 
+    def _combine(self, name: str, parts: list[Any]) -> Any:
+        """One state from the local values of several pieces, in sample order: the sum, the
+        concatenated chunks, the concatenated items (cut to the limit) or the dict union."""
+        reduce = self._reduce[name]
+        if reduce == "sum":
+            device = self._defaults[name].device
+            return sum((p.to(device) for p in parts[1:]), parts[0].to(device))
+        if reduce == "cat":
+            device = self._defaults[name].device
+            return [chunk.to(device) for part in parts for chunk in part]
+        if reduce == "extend":
+            return [item for part in parts for item in part][: self._limits[name]]
+        merged: dict[Any, Any] = {}
+        for part in parts:
+            merged.update(part)
+        return merged
+
+    def merge(self, other: Metric) -> Metric:
+        """Fold in the states of ``other`` (same class and parameters, scored on the samples
+        that follow this one's), reduced as ``sync`` reduces ranks; ``other`` is unchanged."""
+        if type(other) is not type(self) or other._reduce != self._reduce:
+            raise ValueError(f"cannot merge {type(other).__name__} into {type(self).__name__}: "
+                             "their states differ")
+        for name in self._reduce:
+            self._values[name] = self._combine(name, [self._values[name], other._values[name]])
+        return self
+
     def sync(self) -> None:
-        """Reduce every state across torch.distributed processes (no-op when not running)."""
+        """Reduce every state across torch.distributed processes, ranks in order (no-op when
+        not running). Ranks hold consecutive shards, so the result equals one process."""
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         for name, reduce in self._reduce.items():
@@ -93,11 +151,13 @@ class Metric:
                 value = self._values[name].clone()
                 dist.all_reduce(value)
                 self._values[name] = value
-            else:
-                gathered: list[Any] = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, self.state(name).cpu())
-                device = self._defaults[name].device
-                self._values[name] = [g.to(device) for g in gathered if g.numel()]
+                continue
+            local = [self.state(name).cpu()] if reduce == "cat" else self._values[name]
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, local)
+            if reduce == "cat":
+                gathered = [[t for t in part if t.numel()] for part in gathered]
+            self._values[name] = self._combine(name, gathered)
 
     def update(self, pred: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Consume a batch; return per-sample values, each a tensor [B]."""

@@ -67,21 +67,33 @@ def crop_mask(height: int, width: int, crop: str, device: torch.device | None = 
 
 def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image median [B] of ``values`` [B,H,W] over ``mask`` (numpy's: mean of the middle
-    two for even counts; numpy's partition on the CPU, torch selection on a GPU); NaN for an
-    empty mask."""
+    two for even counts, NaN if any value is NaN; numpy's selection on the CPU, torch's on a
+    GPU); NaN for an empty mask."""
     out = torch.full((values.shape[0],), torch.nan, dtype=values.dtype, device=values.device)
     for index in range(values.shape[0]):
+        if values.device.type == "cpu":
+            out[index] = float(_numpy_median(values[index].numpy()[mask[index].numpy()]))
+            continue
         selected = values[index][mask[index]]
         n = selected.numel()
-        if not n:
-            continue
-        if selected.device.type == "cpu":
-            out[index] = float(np.median(selected.numpy()))
-        else:
+        if n:
             low = selected.kthvalue((n + 1) // 2).values
             high = selected.kthvalue(n // 2 + 1).values
             out[index] = (low + high) / 2
     return out
+
+
+def _numpy_median(values: np.ndarray) -> np.floating:
+    """``np.median(values)`` (1-D) to the bit, by one single-index ``np.partition`` (numpy's
+    SIMD selection) and a max: about 15x faster than ``np.median``'s two-index partition."""
+    n = values.size
+    if n == 0 or np.isnan(values).any():
+        return values.dtype.type(np.nan)
+    middle = n // 2
+    ordered = np.partition(values, middle)
+    if n % 2:
+        return ordered[middle]
+    return (ordered[:middle].max() + ordered[middle]) / 2
 
 
 def scale_and_shift(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
@@ -168,28 +180,29 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
     one = torch.ones((), dtype=dtype, device=pred.device)
     p = torch.where(mask, pred.to(dtype), one)
     d = torch.where(mask, gt.to(dtype), one)
-    diff = d - p
-    sq = diff * diff
-    log_diff = torch.log(p) - torch.log(d)
-    sq_log = log_diff * log_diff
-    ratio = d / p
-    ratio = torch.maximum(ratio, 1.0 / ratio)
 
     def total(x: torch.Tensor) -> torch.Tensor:
         return x.sum((1, 2)).double()
 
-    sums = {
-        "n": count_per_item(mask),
-        "abs_rel": total(diff.abs() / d),
-        "sq_rel": total(sq / d),
-        "sq": total(sq),
-        "sq_log": total(sq_log),
-        "log10": total(log_diff.abs()) / math.log(10),
-        "e": total(log_diff),
-        "e2": total(sq_log),
-    }
+    # The same operations as the definitions, written in place into three work buffers
+    # (fewer full-frame allocations; identical values).
+    diff = d - p
+    work = torch.abs(diff)
+    sums = {"n": count_per_item(mask), "abs_rel": total(work.div_(d))}
+    diff.mul_(diff)
+    sums["sq_rel"] = total(torch.div(diff, d, out=work))
+    sums["sq"] = total(diff)
+    log_diff = torch.log(p).sub_(torch.log(d, out=diff))
+    sums["sq_log"] = total(torch.mul(log_diff, log_diff, out=work))
+    sums["e"] = total(log_diff)
+    sums["log10"] = total(log_diff.abs_()) / math.log(10)
+    ratio = torch.div(d, p, out=diff)
+    ratio = torch.maximum(ratio, torch.reciprocal(ratio, out=work), out=log_diff)
+    sums["e2"] = sums["sq_log"]
+    # Outside the mask p = d = 1, a ratio of 1 that every threshold counts: subtract those.
+    outside = math.prod(mask.shape[1:]) - sums["n"]
     for k in (1, 2, 3):
-        sums[f"d{k}"] = count_per_item((ratio < 1.25 ** k) & mask)
+        sums[f"d{k}"] = count_per_item(ratio < 1.25 ** k) - outside
     return sums
 
 
@@ -299,7 +312,7 @@ class DepthMetrics(Metric):
         self.add_state("empty", torch.zeros((), dtype=torch.float64), "sum")
         for name in ("raised_to_min", "lowered_to_max", "evaluated_pixels"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), "sum")
-        self._figure_samples: list[dict[str, Any]] = []
+        self.add_object_state("figure_samples", "extend", limit=self.n_figures)
         self.higher_is_better = {key: HIGHER_IS_BETTER.get(key, False) for key in ERROR_KEYS}
         self.per_sample_key = {key: key for key in ERROR_KEYS} if average == "image" else {}
 
@@ -341,14 +354,14 @@ class DepthMetrics(Metric):
             out["valid_pixels"].append(sums["n"].float())
             self.accumulate("evaluated_pixels", sums["n"].sum())
             for row, index in enumerate(group):
-                if len(self._figure_samples) < self.n_figures:
+                if self.has_room("figure_samples"):
                     self._keep_for_figure(batch, index, gt[row], mask[row:row + 1], depth[row])
         return {key: torch.cat(chunks) for key, chunks in out.items()}
 
     def _keep_for_figure(self, batch: dict[str, Any], index: int, gt: torch.Tensor,
                          mask: torch.Tensor, depth: torch.Tensor) -> None:
         image = batch["image"][index]
-        self._figure_samples.append({
+        self.accumulate("figure_samples", {
             "id": str(batch["id"][index]),
             "image": (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().cpu().numpy(),
             "gt": gt.cpu().numpy(), "mask": mask[0].cpu().numpy(),
@@ -377,7 +390,7 @@ class DepthMetrics(Metric):
 
     def figures(self, out_dir: Path) -> list[Path]:
         return [error_figure(sample, out_dir, self.min_depth, self.max_depth)
-                for sample in self._figure_samples]
+                for sample in self.state("figure_samples")]
 
 
 def error_figure(sample: dict[str, Any], out_dir: Path, min_depth: float,
@@ -446,7 +459,7 @@ class TemporalStability(Metric):
         self.add_state("pred", torch.zeros(0, *self.size, dtype=torch.float16), "cat")
         self.add_state("gt", torch.zeros(0, *self.size, dtype=torch.float16), "cat")
         self.add_state("gt_ok", torch.zeros(0, dtype=torch.bool), "cat")
-        self._names: dict[int, str] = {}
+        self.add_object_state("names", "union")
         self.higher_is_better = {"temporal_change": False, "temporal_change_gt": False}
 
     def _resize(self, value: torch.Tensor) -> torch.Tensor:
@@ -468,7 +481,8 @@ class TemporalStability(Metric):
             gt_ok.append(bool(valid.all()))
             gt_inverse.append(self._resize(torch.where(
                 valid, 1.0 / batch["depth"][index].float().clamp(min=1e-6), 0.0)))
-            self._names[int(batch["sequence_index"][index])] = str(batch["sequence"][index])
+            self.accumulate("names", {int(batch["sequence_index"][index]):
+                                      str(batch["sequence"][index])})
         keys = torch.stack([torch.as_tensor(batch["sequence_index"]).long().cpu(),
                             torch.as_tensor(batch["frame_index"]).long().cpu()], dim=1)
         self.accumulate("keys", keys.to(self._defaults["keys"].device))
@@ -505,7 +519,7 @@ class TemporalStability(Metric):
         keys, pred, _, _ = self._ordered()
         paths: list[Path] = []
         for seq_index in torch.unique(keys[:, 0]).tolist():
-            name = self._names.get(seq_index, f"seq{seq_index}")
+            name = self.state("names").get(seq_index, f"seq{seq_index}")
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             rows = (keys[:, 0] == seq_index).nonzero()[:, 0]
             frames = [colorize(pred[i].cpu().numpy(), cmap="magma", lo=-2.0, hi=2.0)

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from bench.errors import DataError
+from bench.geometry.hand import BONES, KEYPOINT_NAMES
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
-from bench.synth.hand_model import BONES, KEYPOINT_NAMES
 
 EPS = 1e-8
 ALIGNMENTS = {"none": "", "root": "rr_", "procrustes": "pa_"}
@@ -368,36 +368,36 @@ class HandSamples(Metric):
     def __init__(self, count: int = 6, size: int = 160) -> None:
         super().__init__()
         self.count, self.size = int(count), int(size)
-        self.add_state("images", torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8), "cat")
-        self.add_state("uv", torch.zeros(0, 2, 21, 2, dtype=torch.float64), "cat")
-        self.kept = 0
+        self.add_object_state("examples", "extend", limit=self.count)
 
     def update(self, pred: dict[str, torch.Tensor], batch: dict[str, Any]
                ) -> dict[str, torch.Tensor]:
-        take = min(self.count - self.kept, len(batch["id"]))
-        if take <= 0:
-            return {}
-        images = batch["image"][:take]
-        factor = torch.tensor([self.size / images.shape[-1], self.size / images.shape[-2]],
-                              dtype=torch.float64, device=images.device)
-        resized = torch.nn.functional.interpolate(images.float(), (self.size, self.size),
-                                                  mode="bilinear", align_corners=False)
-        self.accumulate("images", (resized.clamp(0, 1) * 255).round().to(torch.uint8))
-        uv = torch.stack([project(batch["keypoints"][:take], batch["K"][:take]),
-                          project(pred["keypoints"][:take], batch["K"][:take])], dim=1)
-        self.accumulate("uv", (uv + 0.5) * factor - 0.5)
-        self.kept += take
+        for index in range(len(batch["id"])):
+            if not self.has_room("examples"):
+                break
+            image = batch["image"][index:index + 1]
+            factor = torch.tensor([self.size / image.shape[-1], self.size / image.shape[-2]],
+                                  dtype=torch.float64, device=image.device)
+            resized = torch.nn.functional.interpolate(image.float(), (self.size, self.size),
+                                                      mode="bilinear", align_corners=False)
+            K = batch["K"][index:index + 1]
+            uv = torch.stack([project(batch["keypoints"][index:index + 1], K),
+                              project(pred["keypoints"][index:index + 1], K)], dim=1)
+            self.accumulate("examples", (
+                (resized[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu(),
+                ((uv[0] + 0.5) * factor - 0.5).cpu().numpy()))
         return {}
 
     def compute(self) -> dict[str, float]:
         return {}
 
     def figures(self, out_dir: Path) -> list[Path]:
-        images, uv = self.state("images").cpu(), self.state("uv").cpu().numpy()
-        if not len(images):
+        examples = self.state("examples")
+        if not examples:
             return []
-        fig, axes = new_figure(1, len(images), figsize=(2.4 * len(images), 2.6), squeeze=False)
-        for ax, image, points in zip(axes[0], images, uv, strict=True):
+        fig, axes = new_figure(1, len(examples), figsize=(2.4 * len(examples), 2.6),
+                               squeeze=False)
+        for ax, (image, points) in zip(axes[0], examples, strict=True):
             ax.imshow(image.permute(1, 2, 0).numpy())
             for (child, parent) in BONES:
                 for which, colour in ((0, "lime"), (1, "red")):

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from bench.metrics.retrieval import DescriptorMetric, check_descriptors
 from bench.registry import METRICS
@@ -22,6 +21,8 @@ from bench.registry import METRICS
 
 def positives_within(query_pos: np.ndarray, db_pos: np.ndarray, radius: float) -> np.ndarray:
     """Number of database positions within ``radius`` metres (inclusive) of each query [Nq]."""
+    from scipy.spatial import cKDTree  # here, not at the top: `arbench validate` stays light
+
     tree = cKDTree(db_pos)
     return np.asarray(tree.query_ball_point(query_pos, r=radius, return_length=True))
 

@@ -23,10 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from bench.errors import ContractError
 from bench.metrics.base import Metric, new_figure, save_figure
@@ -166,6 +164,8 @@ def repeatability(kp0: np.ndarray, kp1: np.ndarray, homography: np.ndarray,
     keypoints seen by both images, ``all`` every keypoint. Keypoints repeated at one
     location (SIFT's extra orientations) count once. Nearest neighbours by KD-tree.
     """
+    from scipy.spatial import cKDTree  # here, not at the top: `arbench validate` stays light
+
     kp0 = np.unique(np.round(np.asarray(kp0, dtype=np.float64), 3), axis=0)
     kp1 = np.unique(np.round(np.asarray(kp1, dtype=np.float64), 3), axis=0)
     if region == "shared":
@@ -191,6 +191,8 @@ def repeatability(kp0: np.ndarray, kp1: np.ndarray, homography: np.ndarray,
 def estimate_homography(kp0: np.ndarray, kp1: np.ndarray, matches: np.ndarray,
                         ransac_threshold: float = 3.0, seed: int = 0) -> np.ndarray | None:
     """OpenCV RANSAC homography from matched keypoints (None with < 4 matches or failure)."""
+    import cv2  # here, not at the top: `arbench validate` stays light
+
     if len(matches) < 4:
         return None
     src, dst = kp0[matches[:, 0]], kp1[matches[:, 1]]

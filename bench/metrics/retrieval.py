@@ -92,11 +92,6 @@ def check_descriptors(queries: np.ndarray, database: np.ndarray) -> None:
             f"{database.shape[1]}; they must match")
 
 
-def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Rows of ``x`` [N, D] divided by their L2 norm (zero rows stay zero)."""
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
-
-
 def build_index(
     database: np.ndarray, metric: str = "ip", index: str = "flat", nlist: int = 100,
     nprobe: int = 10, hnsw_m: int = 32, gpu: bool = True,

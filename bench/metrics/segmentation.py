@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.formats.palette import davis_palette
 from bench.metrics.base import Metric
 from bench.metrics.depth import count_per_item
 from bench.registry import METRICS
@@ -81,17 +82,50 @@ def f_measure(gt: torch.Tensor, pred: torch.Tensor, bound_th: float = 0.008) -> 
     when only the prediction has one, both 1 when neither has; F = 0 when P + R = 0.
     """
     kernel = disk(boundary_radius(gt.shape[-2], gt.shape[-1], bound_th), gt.device)
-    pred_b, gt_b = seg2bmap(pred), seg2bmap(gt)
-    pred_match = count_per_item(pred_b & dilate(gt_b, kernel))
-    gt_match = count_per_item(gt_b & dilate(pred_b, kernel))
-    n_pred = count_per_item(pred_b)
-    n_gt = count_per_item(gt_b)
+    if gt.device.type == "cpu":
+        pred_match, gt_match, n_pred, n_gt = boundary_counts_in_windows(gt, pred, kernel)
+    else:
+        pred_b, gt_b = seg2bmap(pred), seg2bmap(gt)
+        pred_match = count_per_item(pred_b & dilate(gt_b, kernel))
+        gt_match = count_per_item(gt_b & dilate(pred_b, kernel))
+        n_pred = count_per_item(pred_b)
+        n_gt = count_per_item(gt_b)
     # With no predicted boundary, matches are 0 too: the reference's special cases follow.
     precision = torch.where(n_pred > 0, pred_match / n_pred.clamp(min=1), torch.ones_like(n_pred))
     recall = torch.where(n_gt > 0, gt_match / n_gt.clamp(min=1), torch.ones_like(n_gt))
     total = precision + recall
     return torch.where(total > 0, 2 * precision * recall / total.clamp(min=1e-12),
                        torch.zeros_like(total))
+
+
+def boundary_counts_in_windows(gt: torch.Tensor, pred: torch.Tensor, kernel: torch.Tensor
+                               ) -> tuple[torch.Tensor, ...]:
+    """``f_measure``'s four counts per frame [N] (float64) on the CPU: matched predicted
+    and ground-truth boundary pixels, predicted and ground-truth boundary pixels.
+
+    Frame by frame, only inside the window around both masks (their bounding box grown by
+    the disk's radius + 1): outside it both masks and both boundaries are empty, and inside
+    it ``seg2bmap`` and the dilation see exactly what they see on the whole frame (the
+    window's extra rows and columns are zero, where the image-edge rules give the same
+    boundary as the general rule), so the counts are the whole frame's.
+    """
+    margin = kernel.shape[0] // 2 + 1
+    element = kernel.to(torch.uint8).numpy()
+    height, width = gt.shape[-2:]
+    counts = torch.zeros(4, len(gt), dtype=torch.float64)
+    for index, (g, p) in enumerate(zip(gt, pred, strict=True)):
+        x, y, w, h = cv2.boundingRect((g | p).numpy().view(np.uint8))
+        if w == 0:
+            continue
+        rows = slice(max(y - margin, 0), min(y + h + margin, height))
+        cols = slice(max(x - margin, 0), min(x + w + margin, width))
+        gt_b, pred_b = seg2bmap(torch.stack([g[rows, cols], p[rows, cols]])).numpy()
+        near_gt = cv2.dilate(gt_b.view(np.uint8), element).view(bool)
+        near_pred = cv2.dilate(pred_b.view(np.uint8), element).view(bool)
+        counts[:, index] = torch.tensor([
+            np.count_nonzero(pred_b & near_gt), np.count_nonzero(gt_b & near_pred),
+            np.count_nonzero(pred_b), np.count_nonzero(gt_b)], dtype=torch.float64)
+    return tuple(counts)
 
 
 def statistics(values: torch.Tensor, bins: int = 4) -> tuple[float, float, float]:
@@ -117,21 +151,6 @@ def object_masks(labels: torch.Tensor, num_objects: int) -> torch.Tensor:
     return labels[None] == ids[:, None, None, None]
 
 
-def davis_palette() -> list[int]:
-    """The DAVIS / PASCAL VOC palette as a flat list of 768 ints (id -> RGB)."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        value = index
-        for shift in range(7, -1, -1):
-            r |= (value & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette += [r, g, b]
-    return palette
-
-
 @METRICS.register("davis")
 class DavisJF(Metric):
     """DAVIS 2017 semi-supervised J, F and J&F: mean, recall and decay over all objects.
@@ -150,8 +169,8 @@ class DavisJF(Metric):
         self.exclude = bool(exclude_first_last)
         self.n_figures = int(figures)
         self.add_state("objects", torch.zeros(0, 8, dtype=torch.float64), "cat")
-        self._names: dict[int, str] = {}
-        self._sheets: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self.add_object_state("names", "union")
+        self.add_object_state("sheets", "extend", limit=self.n_figures)
         self.higher_is_better = {"J&F-Mean": True, "J-Mean": True, "J-Recall": True,
                                  "J-Decay": False, "F-Mean": True, "F-Recall": True,
                                  "F-Decay": False}
@@ -178,7 +197,7 @@ class DavisJF(Metric):
             num_objects = int(batch["num_objects"][index])
             scores = self.sequence_scores(gt, pred[index], num_objects)
             seq_index = int(batch["sequence_index"][index])
-            self._names[seq_index] = str(sequence)
+            self.accumulate("names", {seq_index: str(sequence)})
             ids = torch.tensor([[seq_index, obj + 1] for obj in range(num_objects)],
                                dtype=torch.float64).reshape(num_objects, 2)
             self.accumulate("objects", torch.cat([ids, scores], dim=1))
@@ -187,9 +206,9 @@ class DavisJF(Metric):
             out["F"].append(f)
             out["J&F"].append((j + f) / 2)
             out["objects"].append(float(num_objects))
-            if len(self._sheets) < self.n_figures:
-                self._sheets.append((str(sequence), batch["frames"][index].cpu().numpy(),
-                                     pred[index].cpu().numpy()))
+            if self.has_room("sheets"):
+                self.accumulate("sheets", (str(sequence), batch["frames"][index].cpu().numpy(),
+                                           pred[index].cpu().numpy()))
         return {key: torch.tensor(values) for key, values in out.items()}
 
     def compute(self) -> dict[str, float]:
@@ -203,7 +222,8 @@ class DavisJF(Metric):
     def per_object(self) -> list[dict[str, Any]]:
         """One row per object: ``Sequence`` (``<seq>_<id>``), J-Mean, F-Mean and the rest."""
         rows = sorted(self.state("objects").tolist(), key=lambda r: (r[0], r[1]))
-        return [{"Sequence": f"{self._names.get(int(r[0]), f'seq{int(r[0])}')}_{int(r[1])}",
+        names = self.state("names")
+        return [{"Sequence": f"{names.get(int(r[0]), f'seq{int(r[0])}')}_{int(r[1])}",
                  **dict(zip(STAT_KEYS, r[2:], strict=True))} for r in rows]
 
     def details(self) -> dict[str, Any]:
@@ -228,7 +248,7 @@ class DavisJF(Metric):
             for row in self.per_object():
                 writer.writerow([row["Sequence"], f"{row['J-Mean']:.6f}", f"{row['F-Mean']:.6f}"])
         paths = [global_csv, per_csv]
-        for name, frames, labels in self._sheets:
+        for name, frames, labels in self.state("sheets"):
             paths.append(overlay_sheet(name, frames, labels, out_dir))
         return paths
 
@@ -246,7 +266,8 @@ def overlay_sheet(name: str, frames: np.ndarray, labels: np.ndarray, out_dir: Pa
         image = frames[t].transpose(1, 2, 0).astype(np.float32)
         colour = palette[np.clip(labels[t], 0, 255)]
         fg = (labels[t] > 0)[..., None]
-        blended = np.where(fg, 0.5 * image + 0.5 * colour, image).astype(np.uint8)
+        blended = np.ascontiguousarray(np.where(fg, 0.5 * image + 0.5 * colour, image),
+                                       dtype=np.uint8)
         cv2.putText(blended, f"{t:05d}", (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(blended)

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from bench.geometry.rotations import random_rotation
 from bench.metrics.pose import ModelTree
 from bench.registry import PERF_CASES
-from bench.synth.render import random_rotation
 
 POSES = 1000
 POINTS = 20000

@@ -12,12 +12,9 @@ import open3d as o3d
 import torch
 from scipy.spatial import cKDTree
 
-from bench.metrics.shape import (
-    chunked_cdist,
-    nearest_neighbours,
-    pointcloud_metrics,
-    sample_surface,
-)
+from bench.geometry.distances import chunked_cdist, nearest_neighbours
+from bench.geometry.mesh import sample_surface
+from bench.metrics.shape import pointcloud_metrics
 from bench.registry import PERF_CASES
 from bench.runner import pick_device
 

@@ -15,11 +15,6 @@ from itertools import pairwise
 import numpy as np
 import open3d as o3d
 
-FINGERS = ("thumb", "index", "middle", "ring", "little")
-KEYPOINT_NAMES = ["wrist"] + [f"{finger}_{i}" for finger in FINGERS for i in range(1, 5)]
-# (child, parent) of each of the 20 bones, FreiHAND order.
-BONES = [(1 + 4 * f + j, 0 if j == 0 else 4 * f + j) for f in range(5) for j in range(4)]
-
 # Base joint (thumb CMC, finger MCP) positions relative to the wrist, metres, for an adult
 # hand of scale 1 (middle finger MCP-to-tip 9.7 cm, wrist-to-middle-MCP 9 cm).
 BASE_POSITIONS = np.array([

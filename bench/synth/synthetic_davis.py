@@ -20,18 +20,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from bench.adapters.nyu_depth import write_depth_png
-from bench.metrics.segmentation import davis_palette
+from bench.formats.images import write_depth_png
+from bench.formats.palette import davis_palette
+from bench.geometry.cameras import Camera, intrinsics_from_fov, look_at, pose_matrix
+from bench.geometry.render import Scene, SceneObject
+from bench.geometry.rotations import rotation_matrix
 from bench.registry import EMBEDDED
-from bench.synth.render import (
-    Camera,
-    Scene,
-    SceneObject,
-    intrinsics_from_fov,
-    look_at,
-    pose_matrix,
-    rotation_matrix,
-)
 from bench.synth.synthetic_depth import make_prop, make_room, textures
 
 WIDTH, HEIGHT, FOV_X = 427, 240, 60.0

@@ -1,7 +1,7 @@
 """Embedded ``synthetic-depth``: rendered rooms written in the NYU v2 (BTS) layout.
 
 Each scene is a random room (floor, walls, ceiling textured with scikit-image's sample
-photographs) holding a few textured primitives, rendered by ``bench.synth.render`` from
+photographs) holding a few textured primitives, rendered by ``bench.geometry.render`` from
 several camera positions inside it: exact metric z-depth, no missing pixels. Images are
 320x240 with the NYU Kinect intrinsics halved, depth as uint16 millimetre PNGs:
 
@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 import open3d as o3d
 
-from bench.adapters.nyu_depth import NYU_INTRINSICS, write_depth_png
+from bench.formats.images import write_depth_png
+from bench.geometry.cameras import NYU_INTRINSICS, Camera, intrinsics, look_at, pose_matrix
+from bench.geometry.render import Scene, SceneObject
 from bench.registry import EMBEDDED
-from bench.synth.render import Camera, Scene, SceneObject, intrinsics, look_at, pose_matrix
 
 WIDTH, HEIGHT = 320, 240
 SCALE = WIDTH / 640
@@ -106,7 +107,7 @@ def make_prop(rng: np.random.Generator, tex: list[np.ndarray]) -> o3d.geometry.T
 def place_props(rng: np.random.Generator, tex: list[np.ndarray], extent: np.ndarray,
                 count: int) -> list[SceneObject]:
     """``count`` props standing on the floor at random positions and headings."""
-    from bench.synth.render import rotation_matrix
+    from bench.geometry.rotations import rotation_matrix
 
     props = []
     for index in range(count):

@@ -20,17 +20,11 @@ import cv2
 import numpy as np
 import open3d as o3d
 
+from bench.geometry.cameras import Camera, intrinsics, pose_matrix, project
+from bench.geometry.render import Scene, SceneObject
+from bench.geometry.rotations import rotation_matrix
 from bench.registry import EMBEDDED
 from bench.synth import hand_model
-from bench.synth.render import (
-    Camera,
-    Scene,
-    SceneObject,
-    intrinsics,
-    pose_matrix,
-    project,
-    rotation_matrix,
-)
 
 IMAGE_SIZE = 128
 SPLITS = {"training": (640, 1), "evaluation": (160, 2)}

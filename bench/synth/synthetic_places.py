@@ -1,7 +1,7 @@
 """Embedded ``synthetic-places``: a rendered street seen from a camera driving along it,
 written in the ``geo-retrieval`` layout (``database/``, ``queries/``, ``positions.csv``).
 
-The street (``bench.synth.render``) runs east along y = 0 for 480 m with building blocks
+The street (``bench.geometry.render``) runs east along y = 0 for 480 m with building blocks
 on both sides, each a box textured with a crop of a scikit-image photograph. Database
 frames are taken every 8 m along the road's centre line under the afternoon light;
 queries at random positions (up to 3 m off the centre line) under an evening light with a
@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 import open3d as o3d
 
+from bench.geometry.cameras import Camera, intrinsics_from_fov, look_at
+from bench.geometry.render import Scene, SceneObject
 from bench.registry import EMBEDDED
-from bench.synth.render import Camera, Scene, SceneObject, intrinsics_from_fov, look_at
 from bench.synth.synthetic_retrieval import photo, tint
 
 SEED = 0

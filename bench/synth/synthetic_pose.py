@@ -8,7 +8,7 @@ millimetres on disk, as BOP stores them):
 3. ``brick``: an untextured 90x50x30 mm box (discrete symmetries: 180 deg about x, y, z);
 4. ``hammer``: a cylinder handle and a box head, textured with the cat photo (no symmetry).
 
-Splits, written with the renderer of ``bench.synth.render`` (OpenCV camera convention):
+Splits, written with the renderer of ``bench.geometry.render`` (OpenCV camera convention):
 
 - ``test/000001``: 24 images of 320x240, each with all four objects at random poses
   0.42-0.62 m in front of the camera, random photo backgrounds, and one or two untextured
@@ -32,16 +32,10 @@ import numpy as np
 import open3d as o3d
 import skimage.data
 
+from bench.geometry.cameras import Camera, intrinsics, pose_matrix
+from bench.geometry.render import Scene, SceneObject
+from bench.geometry.rotations import random_rotation, rotation_matrix
 from bench.registry import EMBEDDED
-from bench.synth.render import (
-    Camera,
-    Scene,
-    SceneObject,
-    intrinsics,
-    pose_matrix,
-    random_rotation,
-    rotation_matrix,
-)
 
 WIDTH, HEIGHT = 320, 240
 K = intrinsics(300.0, 300.0, (WIDTH - 1) / 2.0, (HEIGHT - 1) / 2.0)

@@ -8,7 +8,7 @@ centred and scaled to a bounding-box diagonal of 1 (ShapeNetCore v2's
 ``model_normalized.obj`` convention), and written as:
 
 - ``ShapeNetRendering/<synset>/<model>/rendering/00.png ..`` (``VIEWS`` views, 137x137
-  RGBA: the shape rendered by ``bench.synth.render`` over a crop of a scikit-image photo,
+  RGBA: the shape rendered by ``bench.geometry.render`` over a crop of a scikit-image photo,
   alpha = the object's silhouette) with ``rendering_metadata.txt`` (azimuth uniform in
   [0, 360), elevation in [15, 40], in-plane 0, distance ratio in [0.75, 0.95], fov 50);
 - ``ShapeNetVox32/<synset>/<model>/model.binvox``: 32^3 occupancy of the cell centres
@@ -29,10 +29,13 @@ import numpy as np
 import open3d as o3d
 import skimage.data
 
-from bench.adapters.r2n2 import camera_from_metadata, write_binvox, write_obj
-from bench.metrics.shape import cell_centres, mesh_occupancy
+from bench.formats.binvox import write_binvox
+from bench.formats.obj import write_obj
+from bench.geometry.cameras import Camera, camera_from_metadata
+from bench.geometry.grids import cell_centres
+from bench.geometry.mesh import mesh_occupancy
+from bench.geometry.render import Scene, SceneObject
 from bench.registry import EMBEDDED
-from bench.synth.render import Camera, Scene, SceneObject
 from bench.synth.shapes import SHAPE_CLASSES, WATERTIGHT, make_shape
 
 CLASSES = [name for name in SHAPE_CLASSES if name in WATERTIGHT]

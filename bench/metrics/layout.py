@@ -1,0 +1,283 @@
+"""Room layout metrics: LSUN pixel and corner error, layout depth errors, ScanNet-Layout IoU.
+
+Functional versions first (one image each, small and checkable by hand), then the stateful
+metrics the runner uses; every metric keeps per-image values (so ``compare`` can bootstrap
+confidence intervals) and reports their mean.
+
+References:
+- pixel error, corner error: the LSUN room layout challenge's MATLAB toolkit
+  (``evaluationFunc.m``, ``pixelwiseAccuracy.m``, ``cornerError.m``). Pixel accuracy is
+  the largest number of pixels that agree under a one-to-one correspondence between the
+  predicted and the ground-truth label values (Hungarian matching on their contingency
+  table), divided by the image size; pixel error = 1 - accuracy. Corner error matches
+  predicted to ground-truth corners one-to-one (Hungarian, Euclidean distance), sums the
+  matched distances divided by the image diagonal, adds 1/3 per corner of the count
+  difference (a wrong type with a different corner count) and divides by the larger count.
+- layout depth RMSE (ScanNet-Layout's ``evaluate_3d_layouts.py``): over pixels with ground
+  truth layout depth > 0, no scaling; AbsRel over the same pixels (Eigen et al.).
+- per-plane IoU and pixel error as ScanNet-Layout computes them (same script): ground-truth
+  planes sorted by area (largest first) each take the remaining predicted plane of highest
+  IoU above 0.3; IoU is averaged over max(#predicted planes kept in order, #ground-truth
+  planes); pixel error counts pixels whose matched plane differs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from bench.errors import ContractError
+from bench.families.layout import NUM_LABELS
+from bench.metrics.base import Metric, new_figure, save_figure
+from bench.registry import METRICS
+
+PLANE_IOU_THRESHOLD = 0.3
+
+
+def contingency(pred: torch.Tensor, gt: torch.Tensor, size: int | None = None) -> np.ndarray:
+    """Counts [G,P] (int64) of pixels with ground-truth value g and predicted value p."""
+    gt, pred = gt.long().flatten(), pred.long().flatten().to(gt.device)
+    rows = int(gt.max()) + 1 if size is None else size
+    cols = int(pred.max()) + 1 if size is None else size
+    table = torch.bincount(gt * cols + pred, minlength=rows * cols)
+    return table.view(rows, cols).cpu().numpy()
+
+
+def pixel_error(pred: torch.Tensor, gt: torch.Tensor, correspondence: str = "hungarian",
+                size: int | None = None) -> float:
+    """Share of pixels [0,1] whose label differs. ``hungarian`` (LSUN's official toolkit):
+    labels are compared after the one-to-one label correspondence that agrees on the most
+    pixels; ``none``: labels compared as they are. ``size``: label values are below it
+    (found from the maps when None)."""
+    table = contingency(pred, gt, size)
+    total = table.sum()
+    if correspondence == "none":
+        n = min(table.shape)
+        return float(1.0 - np.trace(table[:n, :n]) / total)
+    if correspondence != "hungarian":
+        raise ValueError(f"correspondence must be 'hungarian' or 'none', got {correspondence!r}")
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(1.0 - table[rows, cols].sum() / total)
+
+
+def corner_error(pred: np.ndarray, gt: np.ndarray, height: int, width: int) -> float:
+    """LSUN corner error of predicted corners [N,2] against ground truth [M,2] (pixels)."""
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    diagonal = float(np.hypot(height, width))
+    count = max(len(pred), len(gt))
+    if count == 0:
+        return 0.0
+    cost = 0.0
+    if len(pred) and len(gt):
+        distances = np.linalg.norm(pred[:, None, :] - gt[None, :, :], axis=-1)
+        rows, cols = linear_sum_assignment(distances)
+        cost = float(distances[rows, cols].sum()) / diagonal
+    return (cost + abs(len(pred) - len(gt)) / 3.0) / count
+
+
+def plane_iou(pred: torch.Tensor, gt: torch.Tensor, threshold: float = PLANE_IOU_THRESHOLD
+              ) -> tuple[float, float]:
+    """(mean IoU, pixel error) of ScanNet-Layout for plane maps [H,W] (0 = no plane)."""
+    table = contingency(pred, gt).astype(np.float64)
+    gt_area, pred_area = table.sum(1), table.sum(0)
+    gt_planes = [g for g in range(1, len(gt_area)) if gt_area[g] > 0]
+    gt_planes.sort(key=lambda g: -gt_area[g])
+    candidates = [p for p in range(1, len(pred_area)) if pred_area[p] > 0]
+    matches: list[int | None] = []
+    for g in gt_planes:
+        if not candidates:
+            break
+        best, best_iou = None, threshold
+        for p in candidates:
+            union = gt_area[g] + pred_area[p] - table[g, p]
+            iou = table[g, p] / union
+            if iou > best_iou:
+                best, best_iou = p, iou
+        matches.append(best)
+        if best is not None:
+            candidates.remove(best)
+    kept = len(matches) + len(candidates)
+    classes = max(kept, len(gt_planes))
+    ious = []
+    for g, p in zip(gt_planes, matches + [None] * (len(gt_planes) - len(matches)), strict=True):
+        inter = table[g, p] if p is not None else 0.0
+        union = gt_area[g] + (pred_area[p] if p is not None else 0.0) - inter
+        ious.append(inter / union)
+    agree = table[0, 0] if table.shape[0] and table.shape[1] else 0.0
+    agree += sum(table[g, p] for g, p in zip(gt_planes, matches, strict=False) if p is not None)
+    mean_iou = float(sum(ious) / classes) if classes else 1.0
+    return mean_iou, float(1.0 - agree / table.sum())
+
+
+def depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image (RMSE m, AbsRel) [B] of predicted layout depth [B,H,W] (or [H,W]) over
+    pixels with ground truth > 0; NaN for an image without any."""
+    mask = gt > 0
+    count = mask.flatten(-2).sum(-1).double()
+    diff = torch.where(mask, pred.float() - gt.float(), 0.0)
+    relative = diff.abs() / torch.where(mask, gt.float(), 1.0)
+    rmse = ((diff * diff).flatten(-2).sum(-1).double() / count).sqrt()
+    abs_rel = relative.flatten(-2).sum(-1).double() / count
+    return rmse, abs_rel
+
+
+class _PerImageMetric(Metric):
+    """Keeps per-image values (``cat`` states) and reports their NaN-free means."""
+
+    keys: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        for key in self.keys:
+            self.add_state(key, torch.zeros(0, dtype=torch.float64), "cat")
+        self.higher_is_better = {key: False for key in self.keys}
+        self.per_sample_key = {key: key for key in self.keys}
+
+    def _record(self, values: dict[str, list[float]]) -> dict[str, torch.Tensor]:
+        out = {}
+        for key in self.keys:
+            tensor = torch.tensor(values[key], dtype=torch.float64)
+            self.accumulate(key, tensor.to(self._defaults[key].device))
+            out[key] = tensor.float()
+        return out
+
+    def compute(self) -> dict[str, float]:
+        out = {}
+        for key in self.keys:
+            values = self.state(key)
+            values = values[~torch.isnan(values)]
+            out[key] = float(values.mean()) if values.numel() else float("nan")
+        return out
+
+    def details(self) -> dict[str, Any]:
+        return {f"{type(self).__name__}_images": {
+            key: int((~torch.isnan(self.state(key))).sum()) for key in self.keys}}
+
+
+@METRICS.register("lsun_layout")
+class LsunLayoutMetric(_PerImageMetric):
+    """LSUN pixel error and corner error (official toolkit's definitions), per image.
+
+    Params: ``correspondence`` hungarian (official: best one-to-one label correspondence) |
+    none (labels compared as they are); ``figures`` how many images get a comparison figure.
+    Corner error is NaN (and left out of the mean) for predictions without corners.
+    """
+
+    keys = ("pixel_error", "corner_error")
+
+    def __init__(self, correspondence: str = "hungarian", figures: int = 4) -> None:
+        if correspondence not in ("hungarian", "none"):
+            raise ValueError(f"correspondence must be 'hungarian' or 'none', "
+                             f"got {correspondence!r}")
+        super().__init__()
+        self.correspondence = correspondence
+        self.n_figures = int(figures)
+        self._figure_samples: list[dict[str, Any]] = []
+
+    def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        values: dict[str, list[float]] = {key: [] for key in self.keys}
+        for i, name in enumerate(batch["id"]):
+            gt = batch["labels"][i]
+            labels = pred["labels"][i]
+            if labels is None:
+                raise ContractError(f"{name}: the lsun_layout metric needs a label map or a "
+                                    "type with corners")
+            values["pixel_error"].append(pixel_error(labels, gt, self.correspondence, NUM_LABELS))
+            corners = pred["corners"][i]
+            height, width = gt.shape[-2:]
+            values["corner_error"].append(float("nan") if corners is None else corner_error(
+                corners.cpu().numpy(), batch["corners"][i].cpu().numpy(), height, width))
+            if len(self._figure_samples) < self.n_figures:
+                self._figure_samples.append({
+                    "id": str(name), "image": batch["image"][i].permute(1, 2, 0).cpu().numpy(),
+                    "gt": gt.cpu().numpy(), "pred": labels.cpu().numpy(),
+                    "gt_corners": batch["corners"][i].cpu().numpy(),
+                    "corners": None if corners is None else corners.cpu().numpy()})
+        return self._record(values)
+
+    def details(self) -> dict[str, Any]:
+        return {"lsun_protocol": {"correspondence": self.correspondence,
+                                  "images_with_corners": int(
+                                      (~torch.isnan(self.state("corner_error"))).sum()),
+                                  "images": int(self.state("pixel_error").numel())}}
+
+    def figures(self, out_dir: Path) -> list[Path]:
+        palette = np.array([[0, 0, 0], [0.85, 0.3, 0.3], [0.3, 0.75, 0.3], [0.3, 0.4, 0.9],
+                            [0.9, 0.8, 0.3], [0.4, 0.85, 0.9]])
+        paths = []
+        for sample in self._figure_samples:
+            fig, axes = new_figure(1, 3, figsize=(10, 2.8))
+            axes[0].imshow(np.clip(sample["image"], 0, 1))
+            axes[1].imshow(palette[sample["gt"]])
+            axes[2].imshow(palette[np.clip(sample["pred"], 0, 5)])
+            axes[1].plot(*sample["gt_corners"].T, "wo", ms=4)
+            if sample["corners"] is not None:
+                axes[2].plot(*sample["corners"].T, "wo", ms=4)
+            for ax, title in zip(axes, ("image", "ground truth", "prediction"), strict=True):
+                ax.set_title(title)
+                ax.axis("off")
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample["id"])
+            paths.append(save_figure(fig, out_dir / f"layout_{safe}.png"))
+        return paths
+
+
+@METRICS.register("layout_depth")
+class LayoutDepthMetric(_PerImageMetric):
+    """Layout depth RMSE (m) and AbsRel over pixels with ground-truth layout depth, per image
+    (NaN and left out for predictions without layout depth)."""
+
+    keys = ("layout_rmse", "layout_abs_rel")
+
+    def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if "layout_depth" not in batch:
+            raise ContractError("the layout_depth metric needs samples with 'layout_depth' "
+                                "(this data set has none)")
+        values: dict[str, list[float]] = {key: [] for key in self.keys}
+        depths = pred["layout_depth"]
+        if all(d is not None for d in depths) and len({tuple(d.shape) for d in depths}) == 1 \
+                and isinstance(batch["layout_depth"], torch.Tensor):
+            gt = batch["layout_depth"]
+            rmse, abs_rel = depth_errors(torch.stack(depths).to(gt.device), gt)
+            values["layout_rmse"], values["layout_abs_rel"] = rmse.tolist(), abs_rel.tolist()
+            return self._record(values)
+        for i, depth in enumerate(depths):
+            if depth is None:
+                rmse, abs_rel = torch.tensor(float("nan")), torch.tensor(float("nan"))
+            else:
+                rmse, abs_rel = depth_errors(depth, batch["layout_depth"][i].to(depth.device))
+            values["layout_rmse"].append(float(rmse))
+            values["layout_abs_rel"].append(float(abs_rel))
+        return self._record(values)
+
+
+@METRICS.register("plane_iou")
+class PlaneIouMetric(_PerImageMetric):
+    """ScanNet-Layout's per-plane 2D IoU (higher is better) and its pixel error, per image.
+
+    Planes are the sample's ``plane_map`` where it has one, else its surface labels; on
+    the prediction side ``plane_map`` where given, else the label map.
+    """
+
+    keys = ("plane_iou", "plane_pixel_error")
+
+    def __init__(self, threshold: float = PLANE_IOU_THRESHOLD) -> None:
+        super().__init__()
+        self.threshold = float(threshold)
+        self.higher_is_better["plane_iou"] = True
+
+    def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        values: dict[str, list[float]] = {key: [] for key in self.keys}
+        for i, name in enumerate(batch["id"]):
+            gt = batch["plane_map"][i] if "plane_map" in batch else batch["labels"][i]
+            planes = pred["plane_map"][i] if pred["plane_map"][i] is not None \
+                else pred["labels"][i]
+            if planes is None:
+                raise ContractError(f"{name}: the plane_iou metric needs a label or plane map")
+            iou, error = plane_iou(planes, gt, self.threshold)
+            values["plane_iou"].append(iou)
+            values["plane_pixel_error"].append(error)
+        return self._record(values)

@@ -1,0 +1,58 @@
+"""Room layout speed: the per-image cost of the layout metrics against layout-cnn's
+inference on the same 320x240 images (the metrics should cost under 5% of it)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from bench.families.layout import LayoutFamily
+from bench.metrics.layout import LayoutDepthMetric, LsunLayoutMetric, PlaneIouMetric
+from bench.registry import PERF_CASES
+from bench.runner import pick_device
+
+
+def _best(fn, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@PERF_CASES.register("layout")
+def case(device: str | None = None, rounds: int = 3) -> list[dict]:
+    """Layout metrics (pixel, corner, depth, plane IoU) vs layout-cnn inference, 16 images."""
+    from baselines.layout import LayoutNet
+
+    torch_device = pick_device(device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 3, 240, 320, generator=generator).to(torch_device)
+    labels = torch.randint(1, 6, (16, 240, 320), generator=generator).to(torch_device)
+    batch = {"id": [str(i) for i in range(16)], "image": images, "labels": labels,
+             "type": torch.full((16,), 5),
+             "corners": [torch.rand(6, 2, generator=generator) * 200 for _ in range(16)],
+             "layout_depth": torch.rand(16, 240, 320, generator=generator).to(torch_device) + 1}
+    module = LayoutNet().to(torch_device).eval()
+    with torch.no_grad():
+        scores, depth = module(images)
+    raw = {"labels": scores.argmax(1), "layout_depth": depth, "type": [5] * 16,
+           "corners": [c + 3.0 for c in batch["corners"]]}
+
+    def infer() -> None:
+        with torch.no_grad():
+            module(images)
+
+    def measure() -> None:
+        pred = LayoutFamily().check_prediction(raw, batch, None)
+        for metric in (LsunLayoutMetric(figures=0), LayoutDepthMetric(), PlaneIouMetric()):
+            metric.update(pred, batch)
+            metric.compute()
+
+    model_s, metric_s = _best(infer, rounds), _best(measure, rounds)
+    return [{"case": "layout metrics vs layout-cnn, 16x320x240",
+             "arbench": f"{16 / metric_s:.1f} images/s (metrics)",
+             "plain loop": f"{16 / model_s:.1f} images/s (layout-cnn)",
+             "ratio": f"{metric_s / model_s:.3f} of inference", "agree": ""}]

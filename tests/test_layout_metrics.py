@@ -1,0 +1,171 @@
+"""Room layout metrics on hand-made cases; every expected value is worked out in a comment."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import ContractError
+from bench.families.layout import LayoutFamily, rasterize_layout
+from bench.metrics.layout import (
+    LsunLayoutMetric,
+    PlaneIouMetric,
+    corner_error,
+    depth_errors,
+    pixel_error,
+    plane_iou,
+)
+
+
+def t(rows: list[list[int]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+def test_pixel_error_uses_the_best_label_correspondence() -> None:
+    gt = t([[1, 1, 2], [1, 2, 2]])
+    swapped = t([[2, 2, 1], [2, 1, 1]])
+    # Labels 1 and 2 swapped: the official toolkit's Hungarian correspondence maps them
+    # back (error 0); compared as they are, all 6 pixels differ.
+    assert pixel_error(swapped, gt) == 0.0
+    assert pixel_error(swapped, gt, "none") == 1.0
+
+
+def test_pixel_error_partial_overlap() -> None:
+    gt = t([[1, 1, 1, 2]])
+    pred = t([[3, 3, 2, 2]])
+    # contingency: gt 1 -> pred 3 twice, pred 2 once; gt 2 -> pred 2 once.
+    # best one-to-one: 1<->3 (2 pixels) + 2<->2 (1 pixel) = 3 of 4 -> error 0.25.
+    assert pixel_error(pred, gt) == pytest.approx(0.25)
+    # as labelled only the last pixel agrees -> 0.75.
+    assert pixel_error(pred, gt, "none") == pytest.approx(0.75)
+
+
+def test_corner_error_matches_corners_and_normalises_by_the_diagonal() -> None:
+    gt = np.array([[0.0, 0.0], [30.0, 40.0]])
+    pred = np.array([[30.0, 40.0], [3.0, 4.0]])
+    # 30 rows x 40 columns: diagonal 50. Matching (3,4)<->(0,0) at 5 px and (30,40) at 0:
+    # (5 / 50) / max(2, 2) = 0.05, whatever order the corners come in.
+    assert corner_error(pred, gt, 30, 40) == pytest.approx(0.05)
+
+
+def test_corner_error_penalises_a_wrong_corner_count() -> None:
+    gt = np.array([[0.0, 0.0], [30.0, 40.0]])
+    # one corner, matched exactly; one missing: (0 + |1 - 2| / 3) / 2 = 1/6.
+    assert corner_error(np.array([[0.0, 0.0]]), gt, 30, 40) == pytest.approx(1 / 6)
+
+
+def test_plane_iou_as_scannet_layout() -> None:
+    gt = t([[1, 1, 2, 2], [1, 1, 2, 2]])
+    pred = t([[1, 1, 1, 2], [1, 1, 1, 2]])
+    # gt planes 4 px each (kept in order); gt 1 takes pred 1 (IoU 4/6), gt 2 takes pred 2
+    # (IoU 2/4). Mean over max(2, 2): (2/3 + 1/2) / 2 = 7/12; 6 of 8 pixels agree.
+    iou, error = plane_iou(pred, gt)
+    assert iou == pytest.approx(7 / 12)
+    assert error == pytest.approx(0.25)
+
+
+def test_plane_iou_unmatched_ground_truth_plane_counts_zero() -> None:
+    gt = t([[1, 1, 2, 2], [1, 1, 2, 2]])
+    pred = t([[1, 1, 1, 1], [1, 1, 1, 1]])
+    # gt 1 takes the single predicted plane (IoU 4/8 = 0.5 > 0.3), gt 2 finds none left:
+    # (0.5 + 0) / max(1, 2) = 0.25; 4 of 8 pixels agree.
+    iou, error = plane_iou(pred, gt)
+    assert iou == pytest.approx(0.25)
+    assert error == pytest.approx(0.5)
+
+
+def test_plane_iou_threshold() -> None:
+    gt = t([[1, 1, 1, 1, 2]])
+    pred = t([[1, 2, 2, 2, 2]])
+    # gt 1 (4 px): IoU with pred 1 = 1/4, with pred 2 = 3/5 -> pred 2. gt 2: pred 1 has
+    # IoU 0 < 0.3 -> unmatched. Planes kept: [pred 2, None] + leftover [pred 1] = 3.
+    # mean IoU = (3/5 + 0) / 3 = 0.2; agreeing pixels: 3 -> error 2/5.
+    iou, error = plane_iou(pred, gt)
+    assert iou == pytest.approx(0.2)
+    assert error == pytest.approx(0.4)
+
+
+def test_layout_depth_errors() -> None:
+    pred = torch.full((2, 2), 2.0)
+    gt = torch.tensor([[1.0, 2.0], [4.0, 0.0]])
+    # 3 pixels with ground truth: errors 1, 0, -2 -> RMSE sqrt(5/3);
+    # AbsRel (1/1 + 0/2 + 2/4) / 3 = 0.5.
+    rmse, abs_rel = depth_errors(pred, gt)
+    assert float(rmse) == pytest.approx(math.sqrt(5 / 3))
+    assert float(abs_rel) == pytest.approx(0.5)
+    # batched: the second image (perfect) has errors 0 and 0.
+    rmse, abs_rel = depth_errors(torch.stack([pred, gt]), torch.stack([gt, gt]))
+    assert rmse.tolist() == pytest.approx([math.sqrt(5 / 3), 0.0])
+    assert abs_rel.tolist() == pytest.approx([0.5, 0.0])
+
+
+def test_rasterize_single_line_types() -> None:
+    # type 9: a wall above the floor line y = 4.5 across a 10x10 image.
+    floor = rasterize_layout(9, np.array([[0.0, 4.5], [9.0, 4.5]]), 10, 10)
+    assert (floor[:5] == 1).all() and (floor[5:] == 4).all()
+    # type 10: two walls split at x = 4.5; equal areas -> the left one is frontal (1),
+    # the other the right wall (3).
+    walls = rasterize_layout(10, np.array([[4.5, 0.0], [4.5, 9.0]]), 10, 10)
+    assert (walls[:, :5] == 1).all() and (walls[:, 5:] == 3).all()
+
+
+def test_rasterize_full_box() -> None:
+    # type 0 in a 100x100 image: front wall the square [30,70]^2, the room's edges going
+    # to the image corners. Its 41x41 pixel centres (30..70) are frontal; the top centre
+    # is ceiling, bottom floor, left and right walls at mid height.
+    corners = np.array([[30, 30], [0, 0], [30, 70], [0, 99], [70, 70], [99, 99], [70, 30],
+                        [99, 0]], dtype=np.float64)
+    labels = rasterize_layout(0, corners, 100, 100)
+    assert (labels[31:70, 31:70] == 1).all()
+    assert labels[5, 50] == 5 and labels[95, 50] == 4
+    assert labels[50, 5] == 2 and labels[50, 95] == 3
+
+
+def _batch() -> dict:
+    labels = torch.ones(1, 30, 40, dtype=torch.int64)
+    labels[:, 20:] = 4
+    return {"id": ["img"], "image": torch.zeros(1, 3, 30, 40), "labels": labels,
+            "type": torch.tensor([9]), "corners": [torch.tensor([[0.0, 19.5], [39.0, 19.5]])]}
+
+
+def test_metric_with_corners_only_prediction() -> None:
+    family, batch = LayoutFamily(), _batch()
+    # A corners-only prediction is rasterised: the exact layout has pixel error 0 and
+    # corner error 0; shifting both corners by 5 rows gives 10 / 50 / 2 = 0.1.
+    pred = family.check_prediction(
+        {"type": [9], "corners": [torch.tensor([[0.0, 24.5], [39.0, 24.5]])]}, batch, None)
+    metric = LsunLayoutMetric(figures=0)
+    values = metric.update(pred, batch)
+    assert values["corner_error"].item() == pytest.approx(0.1)
+    # rows 20..24 are wall instead of floor: 5 x 40 of 1200 pixels.
+    assert values["pixel_error"].item() == pytest.approx(200 / 1200)
+    assert metric.compute()["pixel_error"] == pytest.approx(200 / 1200)
+
+
+def test_metric_without_corners_leaves_corner_error_out() -> None:
+    family, batch = LayoutFamily(), _batch()
+    pred = family.check_prediction({"labels": batch["labels"].clone()}, batch, None)
+    metric = LsunLayoutMetric(figures=0)
+    values = metric.update(pred, batch)
+    assert values["pixel_error"].item() == 0.0
+    assert math.isnan(values["corner_error"].item())
+    assert math.isnan(metric.compute()["corner_error"])
+    plane = PlaneIouMetric()
+    assert plane.update(pred, batch)["plane_iou"].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("pred", "message"), [
+    ({"labels": torch.full((1, 30, 40), 7)}, "label 7 outside 0..5"),
+    ({"type": [9], "corners": [torch.zeros(3, 2)]}, "needs 2 corners"),
+    ({"type": [11], "corners": [torch.zeros(2, 2)]}, "not an LSUN type"),
+    ({"type": [9], "corners": [torch.tensor([[0.0, float("nan")], [1.0, 1.0]])]}, "NaN"),
+    ({"type": [9], "corners": [torch.tensor([[0.0, 500.0], [1.0, 1.0]])]}, "outside"),
+    ({"labels": torch.ones(1, 10, 10)}, "expected (30, 40)"),
+])
+def test_bad_predictions_name_the_image(pred: dict, message: str) -> None:
+    with pytest.raises(ContractError, match="img") as info:
+        LayoutFamily().check_prediction(pred, _batch(), None)
+    assert message in str(info.value)
