@@ -275,6 +275,26 @@ def _plot_pose(table: Table, axes) -> str | None:
     return f"fraction of objects with {name} error below the threshold (0-10 cm)"
 
 
+def _plot_cm_deg(table: Table, axes) -> str | None:
+    records = {m: f for m, f in _records(table).items()
+               if {"rotation_error", "translation_error"} <= set(f.columns)}
+    if not records:
+        return None
+    grid = np.linspace(0, 10, 101)
+    for model, frame in records.items():
+        rotation = frame["rotation_error"].to_numpy(dtype=float)
+        translation = frame["translation_error"].to_numpy(dtype=float) * 100.0
+        worst = np.sort(np.nan_to_num(np.maximum(rotation, translation), nan=np.inf))
+        axes.plot(grid, np.searchsorted(worst, grid, side="right") / len(worst), label=model)
+    axes.axvline(5, color="grey", linewidth=0.8, linestyle=":")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    axes.set(xlabel="threshold k (k cm and k degrees)", ylabel="accuracy", ylim=(0, 1.02),
+             title="accuracy vs k cm k°")
+    return ("fraction of objects with rotation error below k degrees and translation error "
+            "below k cm (5cm5deg at k = 5)")
+
+
 def _plot_hands(table: Table, axes) -> str | None:
     grid = np.linspace(0, 50, 101)
     if not _cumulative(axes, _records(table), "error_mm", grid):
@@ -333,24 +353,23 @@ def _plot_shape(table: Table, axes) -> str | None:
     return "F-score at each threshold, from the leaderboard's fscore@ columns"
 
 
-PLOTS: dict[str, Callable] = {
-    "matching": _plot_matching, "pose": _plot_pose, "handpose": _plot_hands,
-    "depth": _plot_depth, "retrieval": _plot_recall, "localization": _plot_recall,
-    "video": _plot_davis, "shape": _plot_shape,
+# each drawer fills one axes and returns its caption (None: the data for it is missing)
+PLOTS: dict[str, list[Callable]] = {
+    "matching": [_plot_matching], "pose": [_plot_pose, _plot_cm_deg],
+    "handpose": [_plot_hands], "depth": [_plot_depth], "retrieval": [_plot_recall],
+    "localization": [_plot_recall], "video": [_plot_davis], "shape": [_plot_shape],
 }
 
 
-def draw_plot(family: str, table: Table, target: Path) -> str | None:
-    """Draw the family's plot for ``table`` as an SVG at ``target``; its caption, or None
-    when the family has no plot or the data for it is missing. Same data, same bytes."""
+def draw_plot(drawer: Callable, table: Table, target: Path) -> str | None:
+    """Draw one of a family's plots (a drawer of ``PLOTS``) for ``table`` as an SVG at
+    ``target``; its caption, or None when the data for it is missing (nothing written).
+    Same data, same bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    drawer = PLOTS.get(family)
-    if drawer is None:
-        return None
     with matplotlib.rc_context({"svg.hashsalt": "arbench", "svg.fonttype": "none"}):
         figure, axes = plt.subplots(figsize=(6.4, 3.6))
         try:
@@ -433,10 +452,12 @@ def build_site(leaderboard_dir: Path, out_dir: Path) -> Path:
             copied = sorted((out_dir / "figures" / page.task).rglob("*.png"))
             page.figures = [(_figure_label(p, out_dir / "figures" / page.task),
                              "../" + p.relative_to(out_dir).as_posix()) for p in copied]
-        name = f"{page_name(page.task)[:-5]}-{page.groups[0].key}.svg"
-        caption = draw_plot(page.family, page.groups[0].table, out_dir / "plots" / name)
-        if caption is not None:
-            page.plots.append(Plot(name, f"{page.task}: {page.family}", caption, page.family))
+        for number, drawer in enumerate(PLOTS.get(page.family, [])):
+            name = f"{page_name(page.task)[:-5]}-{page.groups[0].key}-{number}.svg"
+            caption = draw_plot(drawer, page.groups[0].table, out_dir / "plots" / name)
+            if caption is not None:
+                page.plots.append(Plot(name, f"{page.task}: {page.family}", caption,
+                                       page.family))
         for index, group in enumerate(page.groups):
             for row in group.rows:
                 models.setdefault(row["model"], []).append({

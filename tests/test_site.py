@@ -23,7 +23,7 @@ from bench.results import (
     read_leaderboard_rows,
     write_compact_samples,
 )
-from bench.site import build_site, draw_plot, page_name
+from bench.site import PLOTS, build_site, draw_plot, page_name
 from bench.tables import Table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,7 +200,9 @@ def write_records(samples_dir: Path, model: str, frame: pd.DataFrame) -> None:
     ("matching", ["mma@1px", "mma@3px"], None),
     ("matching", ["mma@1px"], {"id": ["i_a", "v_b"], "accuracy@1px": [0.5, 1.0],
                                "accuracy@3px": [0.75, 1.0]}),
-    ("pose", ["adds_accuracy"], {"id": ["a", "b"], "add": [0.01, 0.2], "adds": [0.01, 0.05]}),
+    ("pose", ["adds_accuracy"], {"id": ["a", "b"], "add": [0.01, 0.2], "adds": [0.01, 0.05],
+                                 "rotation_error": [2.0, float("inf")],
+                                 "translation_error": [0.01, float("inf")]}),
     ("handpose", ["mpjpe_mm"], {"id": ["a", "b"], "error_mm": [5.0, 30.0]}),
     ("depth", ["abs_rel"], {"id": ["a", "b"], "abs_rel": [0.1, 0.3]}),
     ("retrieval", ["recall@1", "recall@5", "recall@10"], None),
@@ -216,19 +218,20 @@ def test_each_family_draws_its_plot_byte_stably(tmp_path: Path, family: str,
     if records is not None:
         for model in ("a", "b"):
             write_records(samples, model, pd.DataFrame(records))
-    caption = draw_plot(family, table, tmp_path / "one.svg")
-    assert caption
-    draw_plot(family, table, tmp_path / "two.svg")
-    one = (tmp_path / "one.svg").read_bytes()
-    assert one.startswith(b"<?xml") and one == (tmp_path / "two.svg").read_bytes()
-    assert b"<dc:date>" not in one
+    for number, drawer in enumerate(PLOTS[family]):
+        assert draw_plot(drawer, table, tmp_path / f"{number}-one.svg")
+        draw_plot(drawer, table, tmp_path / f"{number}-two.svg")
+        one = (tmp_path / f"{number}-one.svg").read_bytes()
+        assert one.startswith(b"<?xml") and one == (tmp_path / f"{number}-two.svg").read_bytes()
+        assert b"<dc:date>" not in one
 
 
 def test_a_plot_needing_records_is_left_out_without_them(tmp_path: Path) -> None:
     table = plot_table(["abs_rel"], {"a": [0.1]}, tmp_path / "samples")
-    assert draw_plot("depth", table, tmp_path / "cdf.svg") is None
+    (drawer,) = PLOTS["depth"]
+    assert draw_plot(drawer, table, tmp_path / "cdf.svg") is None
     assert not (tmp_path / "cdf.svg").exists()
-    assert draw_plot("classification", table, tmp_path / "none.svg") is None
+    assert "classification" not in PLOTS
 
 
 # ---------------------------------------------------------------- in a real browser
