@@ -283,8 +283,9 @@ def test_every_demo_page_loads_cleanly_with_its_family_plot(browser, demo_site: 
         page, errors, outside = open_page(browser, path, demo_site)
         assert not errors, f"{path.name}: {errors}"
         assert not outside, f"{path.name} reached outside the site: {outside}"
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)")
         broken = page.evaluate("Array.from(document.images).filter("
-                               "i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+                               "i => i.naturalWidth === 0).map(i => i.src)")
         assert not broken, f"{path.name}: images that do not load: {broken}"
         page.close()
     # Families whose plot is a curve over the leaderboard's own columns always have it.
