@@ -1,5 +1,6 @@
 # `make demo`: set up and run every shipped task with every baseline on the embedded data.
-# `make test`: set up and run the linter and the tests.
+# `make test`: set up and run the linter and the tests (the site's tests drive Debian's
+# chromium through Playwright; installed here when root and missing, like libusb).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -29,6 +30,13 @@ check-system:
 	    exit 1; \
 	  fi; \
 	fi
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    apt-get update -qq && apt-get install -y -qq chromium; \
+	  else \
+	    echo "note: Debian's chromium is missing; the browser tests of the site will be"; \
+	    echo "skipped. Install it with: sudo apt-get install -y chromium"; \
+	  fi; }
 
 $(STAMP): pyproject.toml | check-system
 	$(PYTHON) -m venv $(VENV)

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import open3d as o3d
 import torch
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 from torch import nn
 
 from baselines import WEIGHTS_DIR
@@ -190,9 +192,107 @@ def _build_pnp(spec: Any, info: Any, device: torch.device) -> Callable[[dict], d
 
 # ---------------------------------------------------------------- depth + ICP
 
+def rigid_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares rotations and translations (Kabsch, no scaling) of point sets
+    ``source`` [K,P,3] onto ``target`` [K,P,3]: 4x4 transforms [K,4,4]."""
+    source_mean, target_mean = source.mean(axis=1), target.mean(axis=1)
+    covariance = np.einsum("kpi,kpj->kij", source - source_mean[:, None],
+                           target - target_mean[:, None])
+    u, _, vt = np.linalg.svd(covariance)
+    sign = np.sign(np.linalg.det(np.einsum("kji,kjl->kil", vt, u.transpose(0, 2, 1))))
+    vt[:, 2] *= np.where(sign == 0, 1.0, sign)[:, None]
+    rotation = np.einsum("kji,klj->kil", vt, u)
+    transforms = np.tile(np.eye(4), (len(source), 1, 1))
+    transforms[:, :3, :3] = rotation
+    transforms[:, :3, 3] = target_mean - np.einsum("kij,kj->ki", rotation, source_mean)
+    return transforms
+
+
+def feature_ransac(source: np.ndarray, target: np.ndarray, source_features: np.ndarray,
+                   target_features: np.ndarray, max_distance: float, rng: np.random.Generator,
+                   iterations: int = 20000, edge_ratio: float = 0.9, chunk: int = 2000,
+                   finalists: int = 64) -> np.ndarray:
+    """Global registration as Open3D's ``registration_ransac_based_on_feature_matching``
+    (mutual nearest neighbours in feature space, or all nearest neighbours when fewer than
+    9 are mutual; 3-point hypotheses kept by the edge-length and distance checkers; the
+    winner has the highest fitness, the share of source points within ``max_distance`` m of
+    the target, then the lowest RMSE) but single-threaded with a numpy generator, so a seed
+    gives the same transform every time. Each chunk's ``finalists`` hypotheses with the most
+    correspondence inliers are scored on the whole cloud. Points [N,3] / [M,3], features
+    [N,F] / [M,F]; returns a 4x4 transform of ``source`` onto ``target`` (identity when no
+    hypothesis passes)."""
+    forward = cKDTree(target_features).query(source_features)[1]
+    backward = cKDTree(source_features).query(target_features)[1]
+    pairs = np.flatnonzero(backward[forward] == np.arange(len(source)))
+    if len(pairs) < 9:
+        pairs = np.arange(len(source))
+    src, dst = source[pairs], target[forward[pairs]]
+    tree = cKDTree(target)
+    best, best_score = np.eye(4), (0.0, -np.inf)
+    if len(src) < 3:
+        return best
+    for start in range(0, iterations, chunk):
+        picks = rng.integers(0, len(src), size=(min(chunk, iterations - start), 3))
+        a, b = src[picks], dst[picks]
+        edges_a = np.linalg.norm(a - np.roll(a, 1, axis=1), axis=2)
+        edges_b = np.linalg.norm(b - np.roll(b, 1, axis=1), axis=2)
+        keep = ((edges_a >= edge_ratio * edges_b) & (edges_b >= edge_ratio * edges_a)).all(1)
+        if not keep.any():
+            continue
+        transforms = rigid_transforms(a[keep], b[keep])
+        moved = np.einsum("kij,kpj->kpi", transforms[:, :3, :3], a[keep])
+        moved += transforms[:, None, :3, 3]
+        transforms = transforms[(np.linalg.norm(moved - b[keep], axis=2) <= max_distance).all(1)]
+        if not len(transforms):
+            continue
+        moved = np.einsum("kij,pj->kpi", transforms[:, :3, :3], src) + transforms[:, None, :3, 3]
+        inliers = (np.linalg.norm(moved - dst, axis=2) <= max_distance).sum(axis=1)
+        for index in np.argsort(-inliers, kind="stable")[:finalists]:
+            transform = transforms[index]
+            distance = tree.query(source @ transform[:3, :3].T + transform[:3, 3],
+                                  distance_upper_bound=max_distance)[0]
+            close = distance[np.isfinite(distance)]
+            if not len(close):
+                continue
+            score = (len(close) / len(source), -float(np.sqrt(np.mean(close ** 2))))
+            if score > best_score:
+                best, best_score = transform, score
+    return best
+
+
+def point_to_plane_icp(source: np.ndarray, target: np.ndarray, normals: np.ndarray,
+                       max_distance: float, init: np.ndarray, iterations: int = 30,
+                       tolerance: float = 1e-9) -> np.ndarray:
+    """Point-to-plane ICP (Chen and Medioni; Open3D's ``registration_icp`` with
+    ``TransformationEstimationPointToPlane``): the 4x4 transform moving ``source`` [N,3]
+    onto ``target`` [M,3] with unit ``normals`` [M,3], from ``init``; pairs are nearest
+    neighbours within ``max_distance`` (m). Single-threaded numpy, so the same input gives
+    the same bits (Open3D's parallel reductions do not)."""
+    tree = cKDTree(target)
+    transform = np.array(init, dtype=np.float64)
+    for _ in range(iterations):
+        moved = source @ transform[:3, :3].T + transform[:3, 3]
+        distance, index = tree.query(moved, distance_upper_bound=max_distance)
+        found = np.isfinite(distance)
+        if found.sum() < 6:
+            break
+        p, q, n = moved[found], target[index[found]], normals[index[found]]
+        jacobian = np.hstack([np.cross(p, n), n])
+        residual = ((q - p) * n).sum(axis=1)
+        step = np.linalg.lstsq(jacobian.T @ jacobian, jacobian.T @ residual, rcond=None)[0]
+        update = np.eye(4)
+        update[:3, :3] = Rotation.from_rotvec(step[:3]).as_matrix()
+        update[:3, 3] = step[3:]
+        transform = update @ transform
+        if np.abs(step).max() < tolerance:
+            break
+    return transform
+
+
 class DepthIcp:
     """Segment the depth inside the 2D box around its median, back-project, and register
-    the model: FPFH features + RANSAC (global), then point-to-plane ICP (Open3D)."""
+    the model: FPFH features (Open3D), then RANSAC and point-to-plane ICP in numpy
+    (single-threaded and seeded, so a rerun gives the same poses)."""
 
     def __init__(self, voxel: float = 0.004, seed: int = 0) -> None:
         self.voxel = voxel
@@ -223,19 +323,13 @@ class DepthIcp:
             self._features[obj_id] = self._prepare(model)
         source, source_features = self._features[obj_id]
         target, target_features = self._prepare(scene)
-        reg = o3d.pipelines.registration
-        o3d.utility.random.seed(self.seed)
-        distance = 2.5 * self.voxel
-        with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-            coarse = reg.registration_ransac_based_on_feature_matching(
-                source, target, source_features, target_features, True, distance,
-                reg.TransformationEstimationPointToPoint(False), 3,
-                [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
-                 reg.CorrespondenceCheckerBasedOnDistance(distance)],
-                reg.RANSACConvergenceCriteria(20000, 0.999))
-        fine = reg.registration_icp(source, target, 2.0 * self.voxel, coarse.transformation,
-                                    reg.TransformationEstimationPointToPlane())
-        transform = np.asarray(fine.transformation)
+        coarse = feature_ransac(np.asarray(source.points), np.asarray(target.points),
+                                np.asarray(source_features.data).T,
+                                np.asarray(target_features.data).T, 2.5 * self.voxel,
+                                np.random.default_rng(self.seed))
+        transform = point_to_plane_icp(np.asarray(source.points), np.asarray(target.points),
+                                       np.asarray(target.normals), 2.0 * self.voxel,
+                                       coarse)
         return transform[:3, :3].copy(), transform[:3, 3].copy()
 
     def __call__(self, batch: dict) -> dict:

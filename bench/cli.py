@@ -1,5 +1,5 @@
 """The thin command layer: ``arbench run | list | validate | table | compare | train | data |
-perf | demo``. Errors print one line and exit 2 (``--debug`` shows the traceback)."""
+perf | site | demo``. Errors print one line and exit 2 (``--debug`` shows the traceback)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   arbench compare digits --models logreg lecture-cnn --reference logreg
   arbench validate bench/tasks/digits.yaml
   arbench run digits --model logreg --save-predictions && arbench rescore results/digits/logreg/RUN
+  arbench site --out site/
 """
 
 
@@ -165,8 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("cases", nargs="*", help="default: every case")
     perf.add_argument("--device")
 
+    site = sub.add_parser("site", help="write the static leaderboard web site")
+    site.add_argument("--out", default="site", help="site folder (default site/)")
+    site.add_argument("--leaderboard-dir", help="leaderboards directory (default leaderboards/)")
+
     demo = sub.add_parser("demo", help="every embedded task with every baseline, then tables")
     demo.add_argument("--tasks", nargs="*", help="default: every task with embedded data")
+    demo.add_argument("--site", default="site",
+                      help="folder of the leaderboard site it builds (default site/)")
     return parser
 
 
@@ -453,17 +460,25 @@ def cmd_perf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    from bench.site import build_site
+
+    index = build_site(_leaderboard_dir(args.leaderboard_dir), Path(args.out))
+    print(f"site written to {index.parent}/ (open {index})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bench.demo import run_demo
 
-    run_demo(args.tasks)
+    run_demo(args.tasks, site_dir=Path(args.site))
     return 0
 
 
 COMMANDS = {
     "run": cmd_run, "rescore": cmd_rescore, "sweep": cmd_sweep, "list": cmd_list,
     "validate": cmd_validate, "table": cmd_table, "compare": cmd_compare, "train": cmd_train,
-    "data": cmd_data, "perf": cmd_perf, "demo": cmd_demo,
+    "data": cmd_data, "perf": cmd_perf, "site": cmd_site, "demo": cmd_demo,
 }
 
 

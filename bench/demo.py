@@ -1,16 +1,27 @@
-"""`make demo`: every task with embedded data, every baseline, then leaderboards/README.md."""
+"""`make demo`: every task with embedded data, every baseline, then leaderboards/README.md
+and the static site.
+
+The demo publishes into the committed ``leaderboards/``: a rerun of a model on the same
+protocol replaces its row (an unchanged result keeps the row as it is), and its per-sample
+records go to ``leaderboards/samples/``, so a second demo on an unchanged checkout leaves
+``git status`` clean. The full history stays in ``results/``."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import cv2
+import matplotlib
 from rich.console import Console
 
+from bench.formats.leaderboard import read_leaderboard_rows
 from bench.registry import METRICS
+from bench.results import publish_leaderboard_row
 from bench.runner import LEADERBOARD_DIR, evaluate
+from bench.site import build_site
 from bench.spec import TaskSpec, load_spec, task_names
 from bench.tables import build_table, read_leaderboard, render
 
@@ -24,16 +35,28 @@ def demo_tasks() -> list[TaskSpec]:
     return [spec for spec in map(load_spec, task_names()) if spec.dataset.embedded]
 
 
+def stable_figures() -> None:
+    """Make matplotlib's files depend on their content only: no dates in SVG/PDF metadata
+    (``SOURCE_DATE_EPOCH``), fixed SVG ids (``svg.hashsalt``)."""
+    os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
+    matplotlib.rcParams["svg.hashsalt"] = "arbench"
+
+
 def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
-             leaderboard_dir: Path = LEADERBOARD_DIR) -> Path:
-    """Evaluate every baseline of every embedded task; write the tables; return README path."""
+             leaderboard_dir: Path = LEADERBOARD_DIR, site_dir: Path | None = None) -> Path:
+    """Evaluate every baseline of every embedded task, publish the rows, write the tables
+    and, given ``site_dir``, the static site; return the README path."""
     specs = [load_spec(t) for t in tasks] if tasks else demo_tasks()
+    stable_figures()
     start = time.perf_counter()
+    for spec in specs:
+        read_leaderboard_rows(leaderboard_dir / spec.leaderboard_name)
     for spec in specs:
         details = {}
         for model in spec.baselines:
-            result = evaluate(spec, model, out_dir=out_dir, leaderboard_dir=leaderboard_dir,
-                              progress=False)
+            result = evaluate(spec, model, out_dir=out_dir, leaderboard=False, progress=False)
+            publish_leaderboard_row(leaderboard_dir / spec.leaderboard_name,
+                                    result.leaderboard_row(), result.out_dir / "samples.jsonl")
             console.print(f"{spec.task:24s} {model:18s} {spec.primary_metric} = "
                           f"{result.primary:.4f}  ({result.metadata['wall_s']:.1f}s)")
             publish_figures(result.figures, leaderboard_dir / "figures" / spec.task / result.model)
@@ -42,8 +65,9 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
             METRICS.get(name).comparison_figures(details, leaderboard_dir / "figures" / spec.task)
     readme = write_tables(load_all=[load_spec(t) for t in task_names()],
                           leaderboard_dir=leaderboard_dir)
+    site = f", site in {build_site(leaderboard_dir, site_dir)}" if site_dir else ""
     console.print(f"demo finished in {time.perf_counter() - start:.0f}s: leaderboards in "
-                  f"{leaderboard_dir}/, tables in {readme}, runs in {out_dir}/")
+                  f"{leaderboard_dir}/, tables in {readme}{site}, runs in {out_dir}/")
     return readme
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
@@ -197,12 +198,11 @@ def write_json_atomic(path: Path, data: Any) -> None:
             os.unlink(tmp)
 
 
-def append_leaderboard(path: Path, row: dict[str, Any]) -> None:
-    """Append ``row`` to the CSV at ``path`` under a lock, atomically (temp file + rename).
-
-    New columns widen the header; earlier rows keep their values. Formula-like text cells
-    are neutralised. A failure leaves the previous file untouched.
-    """
+def _rewrite_leaderboard(path: Path, change: Any) -> None:
+    """Under the leaderboard's lock, read its rows, let ``change(header, rows)`` edit them in
+    place (it returns False to leave the file as it is), then write the file atomically
+    (temp file + rename). Formula-like text cells are neutralised; a failure leaves the
+    previous file untouched."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,8 +211,9 @@ def append_leaderboard(path: Path, row: dict[str, Any]) -> None:
         lock = FileLock(str(path) + ".lock", timeout=60)
         with lock:
             header, rows = read_leaderboard_rows(path)
-            header += [key for key in row if key not in header]
-            rows.append({key: neutralise_cell(value) for key, value in row.items()})
+            if change(header, rows) is False:
+                return
+            rows = [{key: neutralise_cell(value) for key, value in row.items()} for row in rows]
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             try:
                 with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
@@ -230,3 +231,103 @@ def append_leaderboard(path: Path, row: dict[str, Any]) -> None:
             f"cannot append to leaderboard {path}: {exc}",
             "check the directory is writable, or pass --no-leaderboard",
         ) from exc
+
+
+def append_leaderboard(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to the CSV at ``path`` under a lock, atomically (temp file + rename).
+
+    New columns widen the header; earlier rows keep their values. Formula-like text cells
+    are neutralised. A failure leaves the previous file untouched.
+    """
+    def add(header: list[str], rows: list[dict[str, Any]]) -> None:
+        header += [key for key in row if key not in header]
+        rows.append(row)
+
+    _rewrite_leaderboard(path, add)
+
+
+# ------------------------------------------------- published leaderboards (`arbench demo`)
+
+SAMPLES_DIRNAME = "samples"
+MEASURED_COLUMNS = ("model", "comparability_key", "protocol_hash", "dataset_fingerprint",
+                    "model_fingerprint", "n_samples", "primary_sample_key", "metrics")
+
+
+def compact_samples_path(leaderboard_dir: Path, task: str, run_id: str) -> Path:
+    """Where a published run's per-sample records live: ``samples/<task>/<run_id>.csv.gz``
+    beside the leaderboard CSVs."""
+    return Path(leaderboard_dir) / SAMPLES_DIRNAME / task / f"{run_id}.csv.gz"
+
+
+def write_compact_samples(samples_jsonl: Path, target: Path) -> Path:
+    """A run's ``samples.jsonl`` -> a gzip CSV at ``target``: the ``id`` column, then one
+    column per per-sample key whose values are all numbers or booleans (1/0), in the order
+    of the first record; lists are left out. Same records give the same bytes (no gzip
+    timestamp)."""
+    records = [json.loads(line) for line in
+               Path(samples_jsonl).read_text(encoding="utf-8").splitlines() if line]
+    keys = [key for key in (records[0] if records else {}) if key != "id" and all(
+        isinstance(record.get(key), int | float | bool) or record.get(key) is None
+        for record in records)]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["id", *keys])
+    for record in records:
+        writer.writerow([record["id"], *(_sample_cell(record.get(key)) for key in keys)])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(gzip.compress(text.getvalue().encode("utf-8"), mtime=0))
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _sample_cell(value: float | int | bool | None) -> str:
+    if value is None:
+        return "nan"
+    if isinstance(value, bool):
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def publish_leaderboard_row(path: Path, row: dict[str, Any], samples_jsonl: Path) -> str:
+    """Publish one run in the committed leaderboard at ``path`` (``arbench demo``): it
+    replaces that model's rows of the same protocol instead of adding a duplicate, and its
+    per-sample records go to ``samples/<task>/<run_id>.csv.gz`` beside the CSV.
+
+    A row that measures exactly what the run measured (same model, data, protocol, model
+    fingerprint and metric values; only times, versions and commit differ) is kept as it
+    is, so rerunning an unchanged demo leaves the published files byte for byte the same.
+    Returns the run id of the published row.
+    """
+    path = Path(path)
+    published = {"run_id": str(row["run_id"])}
+
+    def replace(header: list[str], rows: list[dict[str, Any]]) -> bool:
+        new = {key: str(neutralise_cell(value)) for key, value in row.items()}
+        columns = [*MEASURED_COLUMNS, *new["metrics"].split(";")]
+        same_run = [old for old in rows if old.get("model") == new["model"]
+                    and old.get("protocol_hash") == new["protocol_hash"]]
+        kept = next((old for old in same_run
+                     if all(old.get(key, "") == new.get(key, "") for key in columns)), None)
+        if kept is not None:
+            published["run_id"] = kept["run_id"]
+        stale = [old for old in same_run if old is not kept]
+        for old in stale:
+            rows.remove(old)
+            compact_samples_path(path.parent, old["task"], old["run_id"]).unlink(missing_ok=True)
+        if kept is not None:
+            return bool(stale)
+        header += [key for key in row if key not in header]
+        rows.append(row)
+        return True
+
+    _rewrite_leaderboard(path, replace)
+    target = compact_samples_path(path.parent, str(row["task"]), published["run_id"])
+    if published["run_id"] == row["run_id"] or not target.is_file():
+        write_compact_samples(samples_jsonl, target)
+    return published["run_id"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,9 @@ from bench.formats.leaderboard import read_leaderboard_rows
 
 FORMATS = ("md", "latex", "csv", "html")
 LEADERBOARD_DIR = Path(__file__).resolve().parents[1] / "leaderboards"
+# the published per-sample records beside the leaderboards (bench.results.SAMPLES_DIRNAME;
+# not imported from there, which loads torch)
+SAMPLES_DIRNAME = "samples"
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Table:
     primary: str
     reference: str | None = None
     notes: list[str] = field(default_factory=list)
+    samples_dir: Path | None = None
 
 
 def leaderboard_path(task_or_csv: str, leaderboard_dir: Path) -> Path:
@@ -52,7 +55,8 @@ TABLE_COLUMNS = ("timestamp", "model", "primary_metric", "metrics", "lower_is_be
 
 
 def read_leaderboard(path: Path) -> pd.DataFrame:
-    """All rows of a leaderboard CSV as strings; a missing or empty file is an error."""
+    """All rows of a leaderboard CSV as strings; a missing or empty file is an error. The
+    folder of its published per-sample records rides along in ``frame.attrs``."""
     if not path.is_file():
         raise BenchError(f"no leaderboard at {path}", "run `arbench run TASK --model REF` first")
     header, rows = read_leaderboard_rows(path)
@@ -62,7 +66,9 @@ def read_leaderboard(path: Path) -> pd.DataFrame:
                          f"{missing[0]!r}", "give a CSV written by `arbench run`")
     if not rows:
         raise BenchError(f"leaderboard {path} has no rows")
-    return pd.DataFrame(rows, columns=header, dtype=str)
+    frame = pd.DataFrame(rows, columns=header, dtype=str)
+    frame.attrs["samples_dir"] = path.parent / SAMPLES_DIRNAME
+    return frame
 
 
 def build_table(
@@ -78,6 +84,7 @@ def build_table(
     Without ``key``, the key of the latest run over the whole data set is used (a quick
     ``--limit`` run does not hide the full runs); the latest run's when all are limited.
     """
+    samples_dir = frame.attrs.get("samples_dir")
     frame = frame.sort_values("timestamp", kind="stable")
     if key is None:
         full = frame[frame["limit"] == ""] if "limit" in frame else frame
@@ -111,7 +118,7 @@ def build_table(
         raise BenchError(f"reference model {reference!r} has no comparable row",
                          f"models: {', '.join(chosen['model'])}")
     return Table(last["task"], columns, lower, chosen.reset_index(drop=True), primary,
-                 reference, notes)
+                 reference, notes, samples_dir)
 
 
 def relative_change(value: float, reference: float) -> float:
@@ -151,45 +158,94 @@ def paired_bootstrap(
     return point, float(low), float(high)
 
 
-def _per_sample(row: pd.Series) -> dict[str, float] | None:
-    key = row.get("primary_sample_key", "")
+def read_samples(row: pd.Series, samples_dir: Path | None) -> pd.DataFrame | None:
+    """A run's per-sample records: its ``samples.jsonl`` in ``results/`` when there, else
+    the compact copy published beside the leaderboard (``samples/<task>/<run_id>.csv.gz``);
+    None when neither exists."""
     path = Path(row.get("result_dir", "")) / "samples.jsonl"
-    if not key or not path.is_file():
+    if row.get("result_dir", "") and path.is_file():
+        return pd.read_json(path, lines=True, dtype={"id": str})
+    if samples_dir is not None:
+        compact = samples_dir / str(row.get("task", "")) / f"{row.get('run_id', '')}.csv.gz"
+        if compact.is_file():
+            return pd.read_csv(compact, dtype={"id": str}, keep_default_na=False,
+                               na_values=["nan"])
+    return None
+
+
+def _per_sample(row: pd.Series, samples_dir: Path | None) -> dict[str, float] | None:
+    key = row.get("primary_sample_key", "")
+    records = read_samples(row, samples_dir) if key else None
+    if records is None or key not in records:
         return None
-    values = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            if key in record and record[key] is not None:
-                values[record["id"]] = float(record[key])
-    return values
+    values = records[["id", key]].dropna()
+    return dict(zip(values["id"].astype(str), values[key].astype(float), strict=True))
 
 
-def change_cells(table: Table, with_ci: bool) -> dict[str, str]:
-    """Per model, the relative change of the primary metric vs the reference (and CI)."""
+@dataclass
+class Change:
+    """Relative change (%) of a model's primary metric against the reference, with the
+    paired-bootstrap 95% interval over ``n`` shared samples (nan and 0 without records)."""
+
+    change: float
+    low: float = float("nan")
+    high: float = float("nan")
+    n: int = 0
+
+
+def change_stats(table: Table, with_ci: bool = True) -> tuple[dict[str, Change], list[str]]:
+    """Per model, the change of the primary metric vs the reference (its interval when both
+    runs' per-sample records exist), and the models whose records are missing."""
     if table.reference is None:
-        return {}
+        return {}, []
     rows = table.rows.set_index("model")
     ref_row = rows.loc[table.reference]
     ref_value = float(ref_row[table.primary])
-    ref_samples = _per_sample(ref_row) if with_ci else None
-    cells = {}
+    ref_samples = _per_sample(ref_row, table.samples_dir) if with_ci else None
+    missing = [table.reference] if with_ci and ref_samples is None else []
+    stats = {}
     for model, row in rows.iterrows():
         if model == table.reference:
-            cells[model] = "(reference)"
             continue
-        text = format_percent(relative_change(float(row[table.primary]), ref_value))
-        samples = _per_sample(row) if ref_samples else None
-        if samples:
+        stat = Change(relative_change(float(row[table.primary]), ref_value))
+        samples = _per_sample(row, table.samples_dir) if with_ci else None
+        if with_ci and samples is None:
+            missing.append(model)
+        if samples and ref_samples:
             shared = sorted(set(samples) & set(ref_samples))
             if shared:
-                _, low, high = paired_bootstrap(
+                stat.change, stat.low, stat.high = paired_bootstrap(
                     np.array([samples[i] for i in shared]),
                     np.array([ref_samples[i] for i in shared]),
                 )
-                text += f" [{format_percent(low)}, {format_percent(high)}], N={len(shared)}"
+                stat.n = len(shared)
+        stats[model] = stat
+    return stats, missing
+
+
+def change_cells(table: Table, with_ci: bool,
+                 stats: dict[str, Change] | None = None) -> dict[str, str]:
+    """Per model, the relative change of the primary metric vs the reference (and CI), from
+    ``stats`` when the caller has them already."""
+    if stats is None:
+        stats = change_stats(table, with_ci)[0]
+    cells = {table.reference: "(reference)"} if table.reference is not None else {}
+    for model, stat in stats.items():
+        text = format_percent(stat.change)
+        if stat.n:
+            text += f" [{format_percent(stat.low)}, {format_percent(stat.high)}], N={stat.n}"
         cells[model] = text
     return cells
+
+
+def missing_records_note(missing: list[str]) -> str | None:
+    """The note a table carries when some of its runs have no per-sample records (so their
+    change has no interval), or None."""
+    if not missing:
+        return None
+    return (f"no per-sample records for {', '.join(missing)} (neither the run's results/ "
+            "folder nor the leaderboard's samples/ folder has them): change shown without "
+            "interval")
 
 
 def _best(table: Table, column: str) -> float | None:
@@ -234,7 +290,10 @@ def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
     """Render a Table as Markdown, LaTeX (booktabs), CSV or HTML; the best value is bold."""
     if fmt not in FORMATS:
         raise BenchError(f"unknown table format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-    change = change_cells(table, with_ci)
+    stats, missing = change_stats(table, with_ci)
+    change = change_cells(table, with_ci, stats)
+    records_note = missing_records_note(missing)
+    notes = table.notes + ([records_note] if records_note else [])
     header = ["model"] + [c + (" ↓" if c in table.lower_is_better else " ↑")
                           for c in table.columns]
     if change:
@@ -264,7 +323,7 @@ def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
                                     for t, b in cells) + " |"
                   for cells in body]
         text = "\n".join(lines)
-        return text + "".join(f"\n\n_{note}_" for note in table.notes) + "\n"
+        return text + "".join(f"\n\n_{note}_" for note in notes) + "\n"
     if fmt == "latex":
         lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
                  " & ".join(latex_cell(h) for h in header) + r" \\", r"\midrule"]
@@ -279,9 +338,9 @@ def render(table: Table, fmt: str = "md", with_ci: bool = False) -> str:
         for cells in body
     )
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    notes = "".join(f"<p><em>{html.escape(n)}</em></p>\n" for n in table.notes)
+    notes_html = "".join(f"<p><em>{html.escape(n)}</em></p>\n" for n in notes)
     return (f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows_html}</tbody>\n"
-            f"</table>\n{notes}")
+            f"</table>\n{notes_html}")
 
 
 def render_grid(header: list[str], rows: list[list[str]], fmt: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from bench.tables import (
     build_table,
     format_percent,
     paired_bootstrap,
+    read_leaderboard,
     relative_change,
     render,
 )
@@ -117,3 +119,44 @@ def test_model_names_are_escaped_per_format(tmp_path: Path) -> None:
     html = render(table, "html")
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
     assert hostile.replace("\n", " ") in render(table, "csv").replace("\n", " ")
+
+
+# ------------------------------------------- published per-sample records (fresh clone)
+
+def published_board(tmp_path: Path, with_records: set[str]) -> Path:
+    """A leaderboard whose rows point at a results/ folder that does not exist (a fresh
+    clone), with compact records under samples/<task>/<run_id>.csv.gz for some models."""
+    board = tmp_path / "leaderboards"
+    (board / "samples" / "t").mkdir(parents=True)
+    header = ("run_id,timestamp,task,model,primary_metric,correct,metrics,primary_sample_key,"
+              "lower_is_better,comparability_key,result_dir\n")
+    rows = []
+    for run_id, model, hits in (("r1", "logreg", [1, 0, 1, 0]), ("r2", "cnn", [1, 1, 1, 0])):
+        rows.append(f"{run_id},2026-01-01T00:00:0{run_id[1]},t,{model},correct,"
+                    f"{np.mean(hits)},correct,correct,,k,results/t/{model}/{run_id}\n")
+        if model in with_records:
+            text = "id,correct\n" + "".join(f"s{i},{h}\n" for i, h in enumerate(hits))
+            with gzip.open(board / "samples" / "t" / f"{run_id}.csv.gz", "wt") as handle:
+                handle.write(text)
+    (board / "t.csv").write_text(header + "".join(rows))
+    return board / "t.csv"
+
+
+def test_a_fresh_clone_gets_its_interval_from_the_published_records(tmp_path: Path) -> None:
+    path = published_board(tmp_path, {"logreg", "cnn"})
+    table = build_table(read_leaderboard(path), reference="logreg")
+    text = render(table, "md", with_ci=True)
+    # cnn 0.75 vs logreg 0.5 -> +50%; the bootstrap interval comes from the 4 records.
+    assert "| cnn | **0.7500** | +50% [" in text and "], N=4 |" in text
+    assert "no per-sample records" not in text
+
+
+def test_missing_records_are_said_in_the_note(tmp_path: Path) -> None:
+    path = published_board(tmp_path, {"logreg"})
+    table = build_table(read_leaderboard(path), reference="logreg")
+    lines = render(table, "md", with_ci=True).splitlines()
+    assert lines[2] == "| cnn | **0.7500** | +50% |"
+    assert lines[-1] == ("_no per-sample records for cnn (neither the run's results/ folder "
+                         "nor the leaderboard's samples/ folder has them): change shown "
+                         "without interval_")
+    assert "no per-sample records" not in render(table, "md", with_ci=False)
