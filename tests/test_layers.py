@@ -31,11 +31,12 @@ LAYERS: dict[str, int] = {
     "runner": 8,
     "tables": 8,
     "perf": 9,
-    "demo": 9,
     "campaign": 9,
-    "cli": 10,
-    "__main__": 11,
-    "__init__": 11,
+    "site": 9,
+    "demo": 10,
+    "cli": 11,
+    "__main__": 12,
+    "__init__": 12,
 }
 # the bottom parts may import only these parts of bench
 BOTTOM_ALLOWED = {"geometry": {"errors"}, "formats": {"errors"}}
