@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 from bench.geometry.rotations import random_rotation, rotation_matrix, symmetry_transformations
 from bench.metrics.pose import (
@@ -14,6 +15,7 @@ from bench.metrics.pose import (
     add_error,
     adds_error,
     auc,
+    closest_distances,
     mspd_error,
     mssd_error,
     projection_error,
@@ -80,6 +82,23 @@ def test_adds_matches_brute_force_and_per_pose_trees() -> None:
         *(torch.from_numpy(a) for a in (R_est, t_est, R_gt, t_gt))).numpy()
     np.testing.assert_allclose(ours, brute_force(points, R_gt, t_gt, R_est, t_est), atol=1e-9)
     np.testing.assert_allclose(ours, tree_per_pose(points, R_gt, t_gt, R_est, t_est), atol=1e-12)
+
+
+def test_matrix_product_search_equals_per_pose_trees() -> None:
+    # The GPU path of ADD-S, run here on the CPU: per query point the distance to the
+    # closest model point equals a cKDTree's, in pieces smaller than one pose (block 1000 =
+    # 2 query rows per piece) as in one piece; the identity pose gives exactly 0.
+    rng = np.random.default_rng(2)
+    points = rng.normal(size=(500, 3)) * 0.04
+    R = np.stack([np.eye(3)] + [random_rotation(rng) for _ in range(3)])
+    t = np.concatenate([np.zeros((1, 3)), rng.normal(size=(3, 3)) * 0.01])
+    tree = cKDTree(points)
+    expected = np.stack([tree.query(points @ r.T + v)[0] for r, v in zip(R, t, strict=True)])
+    for block in (1000, 10**9):
+        found = closest_distances(torch.from_numpy(points), torch.from_numpy(R),
+                                  torch.from_numpy(t), block=block).numpy()
+        np.testing.assert_allclose(found, expected, rtol=0, atol=1e-12)
+        assert (found[0] == 0.0).all()
 
 
 def test_symmetry_transformations_follow_bop() -> None:
