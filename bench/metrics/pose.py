@@ -58,6 +58,10 @@ class ModelTree:
     def __init__(self, points: torch.Tensor) -> None:
         self.points = points
         self.tree = cKDTree(points.detach().cpu().double().numpy())
+        # The points in the tree's leaf order: their mapped copies are queried in that
+        # order, so consecutive queries walk the same leaves (about 1.15x faster).
+        self.leaf_order = torch.from_numpy(self.tree.indices)
+        self.leaf_points = points.detach().cpu()[self.leaf_order]
 
     def adds(self, R_est: torch.Tensor, t_est: torch.Tensor, R_gt: torch.Tensor,
              t_gt: torch.Tensor, workers: int = -1) -> torch.Tensor:
@@ -75,15 +79,20 @@ class ModelTree:
         if R_est.device.type == "cuda":
             return closest_distances(points, relative_R, relative_t).mean(dim=1)
         # Poses go in groups of ~200k query points: cache-friendly (about 2x faster than one
-        # huge call) and bounded memory.
+        # huge call) and bounded memory. Distances go back to the points' own order before
+        # the mean, so the sums are the same to the bit.
+        leaf_points = self.leaf_points.to(R_est.dtype)
         group = max(1, QUERY_BLOCK // len(points))
         means = [torch.zeros(0, dtype=torch.float64)]
         for first in range(0, len(relative_R), group):
-            queries = transform_points(points, relative_R[first:first + group],
-                                       relative_t[first:first + group])
-            flat = queries.detach().cpu().double().numpy().reshape(-1, 3)
+            queries = transform_points(leaf_points, relative_R[first:first + group].cpu(),
+                                       relative_t[first:first + group].cpu())
+            flat = queries.detach().double().numpy().reshape(-1, 3)
             distances, _ = self.tree.query(flat, k=1, workers=workers)
-            means.append(torch.from_numpy(distances).view(queries.shape[:2]).mean(dim=1))
+            in_model_order = torch.empty(queries.shape[:2], dtype=torch.float64)
+            in_model_order[:, self.leaf_order] = torch.from_numpy(distances).view(
+                queries.shape[:2])
+            means.append(in_model_order.mean(dim=1))
         return torch.cat(means).to(R_est.device)
 
 
