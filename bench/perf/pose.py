@@ -4,7 +4,7 @@ References: a brute-force all-pairs numpy distance matrix (in chunks), and the c
 approach of building a scipy cKDTree on the estimated-pose points for every pose (as
 bop_toolkit's ``adi``). arbench builds one tree per model in its own frame and maps the
 ground-truth points into it, all poses in one batched query; on a GPU it searches all
-poses exactly by matrix products instead. The speed-up column is the per-pose trees'
+poses exactly by matrix products instead. The "x per-pose trees" column is the per-pose trees'
 time over each method's (above 1: faster than bop_toolkit's way).
 """
 
