@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 from bench.geometry.rotations import random_rotation, rotation_matrix, symmetry_transformations
 from bench.metrics.pose import (
@@ -14,10 +15,12 @@ from bench.metrics.pose import (
     add_error,
     adds_error,
     auc,
+    closest_distances,
     mspd_error,
     mssd_error,
     projection_error,
     rotation_error_deg,
+    transform_points,
     translation_error,
 )
 from bench.perf.pose import brute_force, tree_per_pose
@@ -80,6 +83,41 @@ def test_adds_matches_brute_force_and_per_pose_trees() -> None:
         *(torch.from_numpy(a) for a in (R_est, t_est, R_gt, t_gt))).numpy()
     np.testing.assert_allclose(ours, brute_force(points, R_gt, t_gt, R_est, t_est), atol=1e-9)
     np.testing.assert_allclose(ours, tree_per_pose(points, R_gt, t_gt, R_est, t_est), atol=1e-12)
+
+
+def test_leaf_order_queries_give_the_same_means_to_the_bit() -> None:
+    # Reference: the mapped points queried in the model's own order, averaged per pose.
+    rng = np.random.default_rng(3)
+    points = torch.from_numpy(rng.normal(size=(3000, 3)) * 0.04)
+    R_gt = torch.from_numpy(np.stack([random_rotation(rng) for _ in range(70)]))
+    R_est = torch.from_numpy(np.stack([random_rotation(rng) for _ in range(70)]))
+    t_gt = torch.from_numpy(rng.normal(size=(70, 3)) * 0.05)
+    t_est = t_gt + torch.from_numpy(rng.normal(size=(70, 3)) * 0.01)
+    tree = ModelTree(points)
+    assert not torch.equal(tree.leaf_order, torch.arange(3000))
+    relative_R = R_est.transpose(1, 2) @ R_gt
+    relative_t = torch.matmul((t_gt - t_est)[:, None], R_est)[:, 0]
+    mapped = transform_points(points, relative_R, relative_t)
+    distances = cKDTree(points.numpy()).query(mapped.numpy().reshape(-1, 3))[0]
+    expected = torch.from_numpy(distances).view(70, 3000).mean(dim=1)
+    assert torch.equal(tree.adds(R_est, t_est, R_gt, t_gt), expected)  # 70 poses: 2 groups
+
+
+def test_matrix_product_search_equals_per_pose_trees() -> None:
+    # The GPU path of ADD-S, run here on the CPU: per query point the distance to the
+    # closest model point equals a cKDTree's, in pieces smaller than one pose (block 1000 =
+    # 2 query rows per piece) as in one piece; the identity pose gives exactly 0.
+    rng = np.random.default_rng(2)
+    points = rng.normal(size=(500, 3)) * 0.04
+    R = np.stack([np.eye(3)] + [random_rotation(rng) for _ in range(3)])
+    t = np.concatenate([np.zeros((1, 3)), rng.normal(size=(3, 3)) * 0.01])
+    tree = cKDTree(points)
+    expected = np.stack([tree.query(points @ r.T + v)[0] for r, v in zip(R, t, strict=True)])
+    for block in (1000, 10**9):
+        found = closest_distances(torch.from_numpy(points), torch.from_numpy(R),
+                                  torch.from_numpy(t), block=block).numpy()
+        np.testing.assert_allclose(found, expected, rtol=0, atol=1e-12)
+        assert (found[0] == 0.0).all()
 
 
 def test_symmetry_transformations_follow_bop() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 import torch
@@ -14,6 +15,7 @@ from bench.metrics.retrieval import (
     RetrievalMetric,
     RevisitopMetric,
     average_precision,
+    blas_batch,
     build_index,
     check_descriptors,
     exact_search,
@@ -24,6 +26,7 @@ from bench.metrics.retrieval import (
     query_rankings,
     ranking_until,
     recall_at_k,
+    similarity,
 )
 
 
@@ -160,6 +163,44 @@ def test_exact_search_matches_faiss_flat() -> None:
         scores, ids = exact_search(queries, database, 5, metric, batch_size=3)
         np.testing.assert_array_equal(ids, faiss_ids)
         np.testing.assert_allclose(scores, faiss_scores, rtol=1e-4, atol=1e-4)
+
+
+def test_exact_search_in_database_blocks_equals_one_full_sort() -> None:
+    # Reference: every score of similarity(), ranked by a stable full sort (ties: database
+    # order); blocks of 7 rows (43 blocks, the last one short) must give the same ids and
+    # the same scores up to float32 rounding (BLAS sums in an order that depends on the
+    # shape of the product).
+    rng = np.random.default_rng(5)
+    database = rng.normal(size=(300, 12)).astype(np.float32)
+    queries = rng.normal(size=(9, 12)).astype(np.float32)
+    for metric in ("ip", "l2"):
+        full = similarity(torch.from_numpy(queries), torch.from_numpy(database), metric).numpy()
+        order = np.argsort(-full, axis=1, kind="stable")[:, :6]
+        expected = np.take_along_axis(full, order, axis=1) * (1 if metric == "ip" else -1)
+        for block in (7, 300):
+            scores, ids = exact_search(queries, database, 6, metric, batch_size=4, db_block=block)
+            np.testing.assert_array_equal(ids, order)
+            np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_exact_search_ties_across_blocks_keep_database_order() -> None:
+    # The same vector at rows 1, 3, 5 and 7 (one per block of 2): all four tie; the others
+    # point away from the query.
+    database = np.tile(np.array([[-1.0, 0.0], [1.0, 0.0]], dtype=np.float32), (4, 1))
+    scores, ids = exact_search(np.array([[1.0, 0.0]], dtype=np.float32), database, 4,
+                               db_block=2)
+    assert ids.tolist() == [[1, 3, 5, 7]]
+    assert scores.tolist() == [[1.0, 1.0, 1.0, 1.0]]
+
+
+def test_faiss_batches_reach_its_blas_threshold() -> None:
+    # faiss multiplies matrices when queries x dim >= distance_compute_blas_threshold
+    # (128,000 by default: 500 queries of dimension 256, 2,000 of dimension 64)
+    threshold = faiss.cvar.distance_compute_blas_threshold
+    for dim in (64, 256, 300):
+        assert blas_batch(dim) * dim >= threshold > (blas_batch(dim) - 1) * dim
+    if threshold == 128_000:
+        assert (blas_batch(256), blas_batch(64)) == (500, 2000)
 
 
 def test_bad_descriptors() -> None:

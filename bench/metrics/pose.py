@@ -6,7 +6,8 @@ points [N,3] in metres in the model frame), then the metric shells the runner us
 
 - ADD (Hinterstoisser et al. 2012): mean distance between corresponding model points.
 - ADD-S / ADI: mean distance from each ground-truth-posed point to the closest
-  estimated-posed point, found with a KD-tree built once per model in its own frame.
+  estimated-posed point, found with a KD-tree built once per model in its own frame (CPU)
+  or by a batched exact search with matrix products (GPU).
 - rotation error (geodesic angle, degrees), translation error (metres), 2D projection
   error (mean pixel distance, Brachmann et al. 2016).
 - MSSD / MSPD (BOP 2019): maximum surface / projection distance, minimised over the
@@ -57,10 +58,15 @@ class ModelTree:
     def __init__(self, points: torch.Tensor) -> None:
         self.points = points
         self.tree = cKDTree(points.detach().cpu().double().numpy())
+        # The points in the tree's leaf order: their mapped copies are queried in that
+        # order, so consecutive queries walk the same leaves (about 1.15x faster).
+        self.leaf_order = torch.from_numpy(self.tree.indices)
+        self.leaf_points = points.detach().cpu()[self.leaf_order]
 
     def adds(self, R_est: torch.Tensor, t_est: torch.Tensor, R_gt: torch.Tensor,
              t_gt: torch.Tensor, workers: int = -1) -> torch.Tensor:
-        """ADD-S [B] (metres) of B poses of this model, in batched tree queries.
+        """ADD-S [B] (metres) of B poses of this model: batched tree queries on the CPU,
+        a batched exact search by matrix products on a GPU (``closest_distances``).
 
         The ground-truth-posed points are mapped into the estimate's model frame,
         ``q = R_e^T (R_g p + t_g - t_e)``; the distance to the closest model point there
@@ -70,17 +76,45 @@ class ModelTree:
         relative_R = R_est.transpose(1, 2) @ R_gt
         relative_t = torch.matmul((t_gt - t_est)[:, None], R_est)[:, 0]
         points = self.points.to(R_est.dtype).to(R_est.device)
+        if R_est.device.type == "cuda":
+            return closest_distances(points, relative_R, relative_t).mean(dim=1)
         # Poses go in groups of ~200k query points: cache-friendly (about 2x faster than one
-        # huge call) and bounded memory.
+        # huge call) and bounded memory. Distances go back to the points' own order before
+        # the mean, so the sums are the same to the bit.
+        leaf_points = self.leaf_points.to(R_est.dtype)
         group = max(1, QUERY_BLOCK // len(points))
         means = [torch.zeros(0, dtype=torch.float64)]
         for first in range(0, len(relative_R), group):
-            queries = transform_points(points, relative_R[first:first + group],
-                                       relative_t[first:first + group])
-            flat = queries.detach().cpu().double().numpy().reshape(-1, 3)
+            queries = transform_points(leaf_points, relative_R[first:first + group].cpu(),
+                                       relative_t[first:first + group].cpu())
+            flat = queries.detach().double().numpy().reshape(-1, 3)
             distances, _ = self.tree.query(flat, k=1, workers=workers)
-            means.append(torch.from_numpy(distances).view(queries.shape[:2]).mean(dim=1))
+            in_model_order = torch.empty(queries.shape[:2], dtype=torch.float64)
+            in_model_order[:, self.leaf_order] = torch.from_numpy(distances).view(
+                queries.shape[:2])
+            means.append(in_model_order.mean(dim=1))
         return torch.cat(means).to(R_est.device)
+
+
+def closest_distances(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
+                      block: int = 64_000_000) -> torch.Tensor:
+    """Distance [B, N] from each point ``R_b p + t_b`` to the closest of ``points`` [N, 3].
+
+    Exact search on the points' device: squared distances by a matrix product
+    (|q|^2 - 2 q.p + |p|^2) pick the closest point, whose distance is then computed by
+    differences (so an exact match gives 0, not the rounding of the expansion); the
+    products go in pieces of about ``block`` entries. Equal to a KD-tree's distances up to
+    rounding when two points are equally close (1e-12 m).
+    """
+    queries = transform_points(points, R, t).reshape(-1, 3)
+    point_norms = (points * points).sum(dim=1)
+    rows = max(1, block // len(points))
+    closest = torch.empty(len(queries), dtype=torch.long, device=points.device)
+    for first in range(0, len(queries), rows):
+        part = queries[first:first + rows]
+        squared = torch.addmm(point_norms[None], part, points.T, alpha=-2.0)
+        closest[first:first + rows] = squared.argmin(dim=1)
+    return (queries - points[closest]).norm(dim=1).view(len(R), len(points))
 
 
 def adds_error(R_est: torch.Tensor, t_est: torch.Tensor, R_gt: torch.Tensor, t_gt: torch.Tensor,
