@@ -96,6 +96,7 @@ INDEX: dict[str, dict[str, tuple[str, str, str]]] = {
         'sift-learned-desc': ('baselines.lift_style', "SIFT's keypoints and orientations with lift-style's learned descriptor.", 'matching'),
         'sift-vlad': ('baselines.retrieval', 'RootSIFT + VLAD (32-word k-means vocabulary), intra- and power-normalised', 'retrieval'),
         'voxel-decoder': ('baselines.shape', '3D-R2N2/Pix2Vox-style 2D encoder + 3D deconvolution decoder, 32^3', 'shape'),
+        'vp-layout': ('baselines.layout_vp', 'vanishing points (LSD + K, RANSAC) and the box layout that best fits the lines (Hedau et al. 2009 style)', 'layout'),
     },
     'arbench.embedded': {
         'digits': ('bench.synth.digits', 'scikit-learn digits upsampled to 28x28, MNIST IDX, 1437 train / 360 test.', ''),

@@ -184,10 +184,18 @@ def check_label_map(name: str, labels: Any, height: int, width: int) -> torch.Te
             not torch.isfinite(labels).all() or bool((labels != labels.round()).any())):
         raise ContractError(f"{name}: label map holds non-integer values")
     labels = labels.long()
-    if bool(((labels < 0) | (labels >= NUM_LABELS)).any()):
+    lowest, highest = torch.aminmax(labels) if labels.numel() else (0, 0)
+    if lowest < 0 or highest >= NUM_LABELS:
         bad = int(labels[(labels < 0) | (labels >= NUM_LABELS)][0])
         raise ContractError(f"{name}: label {bad} outside 0..5 in the label map")
     return labels
+
+
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether a non-empty float tensor holds no NaN or infinity (one pass: NaN propagates
+    to the extrema, and finite extrema bound every value)."""
+    lowest, highest = torch.aminmax(values)
+    return bool(torch.isfinite(lowest) & torch.isfinite(highest))
 
 
 def _per_image(value: Any, size: int, key: str) -> list[Any]:
@@ -259,7 +267,7 @@ class LayoutFamily(Family):
                 if tuple(depth.shape) != shape:
                     raise ContractError(f"{name}: layout depth has shape {tuple(depth.shape)}, "
                                         f"expected {shape}")
-                if not torch.isfinite(depth).all():
+                if depth.numel() and not all_finite(depth):
                     raise ContractError(f"{name}: layout depth holds NaN or infinite values")
                 out["layout_depth"][i] = depth.float()
         if "plane_map" in pred:

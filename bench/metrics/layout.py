@@ -38,22 +38,40 @@ from bench.registry import METRICS
 PLANE_IOU_THRESHOLD = 0.3
 
 
-def contingency(pred: torch.Tensor, gt: torch.Tensor, size: int | None = None) -> np.ndarray:
-    """Counts [G,P] (int64) of pixels with ground-truth value g and predicted value p."""
-    gt, pred = gt.long().flatten(), pred.long().flatten().to(gt.device)
-    rows = int(gt.max()) + 1 if size is None else size
-    cols = int(pred.max()) + 1 if size is None else size
-    table = torch.bincount(gt * cols + pred, minlength=rows * cols)
-    return table.view(rows, cols).cpu().numpy()
+def contingency(pred: torch.Tensor, gt: torch.Tensor, size: int | None = None,
+                scratch: np.ndarray | None = None) -> np.ndarray:
+    """Counts [G,P] (int64) of pixels with ground-truth value g and predicted value p
+    (non-negative integer maps of equal size). ``scratch``: an int64 buffer of the maps'
+    pixel count to reuse for the pair codes (saves an allocation per image)."""
+    gt_values = _int64_pixels(gt)
+    pred_values = _int64_pixels(pred)
+    rows = int(gt_values.max()) + 1 if size is None else size
+    cols = int(pred_values.max()) + 1 if size is None else size
+    codes = np.multiply(gt_values, cols, out=scratch)
+    codes += pred_values
+    return np.bincount(codes, minlength=rows * cols).reshape(rows, cols)
+
+
+def scratch_for(buffers: dict[int, np.ndarray], labels: torch.Tensor) -> np.ndarray:
+    """A reusable int64 buffer (kept in ``buffers``) with one entry per pixel of ``labels``."""
+    size = labels.numel()
+    if size not in buffers:
+        buffers[size] = np.empty(size, dtype=np.int64)
+    return buffers[size]
+
+
+def _int64_pixels(labels: torch.Tensor) -> np.ndarray:
+    values = labels.detach().reshape(-1).cpu().numpy()
+    return values if values.dtype == np.int64 else values.astype(np.int64)
 
 
 def pixel_error(pred: torch.Tensor, gt: torch.Tensor, correspondence: str = "hungarian",
-                size: int | None = None) -> float:
+                size: int | None = None, scratch: np.ndarray | None = None) -> float:
     """Share of pixels [0,1] whose label differs. ``hungarian`` (LSUN's official toolkit):
     labels are compared after the one-to-one label correspondence that agrees on the most
     pixels; ``none``: labels compared as they are. ``size``: label values are below it
-    (found from the maps when None)."""
-    table = contingency(pred, gt, size)
+    (found from the maps when None); ``scratch``: as for ``contingency``."""
+    table = contingency(pred, gt, size, scratch)
     total = table.sum()
     if correspondence == "none":
         n = min(table.shape)
@@ -79,10 +97,11 @@ def corner_error(pred: np.ndarray, gt: np.ndarray, height: int, width: int) -> f
     return (cost + abs(len(pred) - len(gt)) / 3.0) / count
 
 
-def plane_iou(pred: torch.Tensor, gt: torch.Tensor, threshold: float = PLANE_IOU_THRESHOLD
-              ) -> tuple[float, float]:
-    """(mean IoU, pixel error) of ScanNet-Layout for plane maps [H,W] (0 = no plane)."""
-    table = contingency(pred, gt).astype(np.float64)
+def plane_iou(pred: torch.Tensor, gt: torch.Tensor, threshold: float = PLANE_IOU_THRESHOLD,
+              scratch: np.ndarray | None = None) -> tuple[float, float]:
+    """(mean IoU, pixel error) of ScanNet-Layout for plane maps [H,W] (0 = no plane);
+    ``scratch``: as for ``contingency``."""
+    table = contingency(pred, gt, scratch=scratch).astype(np.float64)
     gt_area, pred_area = table.sum(1), table.sum(0)
     gt_planes = [g for g in range(1, len(gt_area)) if gt_area[g] > 0]
     gt_planes.sort(key=lambda g: -gt_area[g])
@@ -118,9 +137,11 @@ def depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, to
     pixels with ground truth > 0; NaN for an image without any."""
     mask = gt > 0
     count = mask.flatten(-2).sum(-1).double()
-    diff = torch.where(mask, pred.float() - gt.float(), 0.0)
-    relative = diff.abs() / torch.where(mask, gt.float(), 1.0)
-    rmse = ((diff * diff).flatten(-2).sum(-1).double() / count).sqrt()
+    gt = gt.float()
+    diff = torch.sub(pred.float(), gt).masked_fill_(~mask, 0.0)
+    scratch = torch.mul(diff, diff)
+    rmse = (scratch.flatten(-2).sum(-1).double() / count).sqrt()
+    relative = diff.abs_().div_(torch.where(mask, gt, gt.new_ones(()), out=scratch))
     abs_rel = relative.flatten(-2).sum(-1).double() / count
     return rmse, abs_rel
 
@@ -180,13 +201,15 @@ class LsunLayoutMetric(_PerImageMetric):
 
     def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         values: dict[str, list[float]] = {key: [] for key in self.keys}
+        buffers: dict[int, np.ndarray] = {}
         for i, name in enumerate(batch["id"]):
             gt = batch["labels"][i]
             labels = pred["labels"][i]
             if labels is None:
                 raise ContractError(f"{name}: the lsun_layout metric needs a label map or a "
                                     "type with corners")
-            values["pixel_error"].append(pixel_error(labels, gt, self.correspondence, NUM_LABELS))
+            values["pixel_error"].append(pixel_error(labels, gt, self.correspondence, NUM_LABELS,
+                                                     scratch_for(buffers, gt)))
             corners = pred["corners"][i]
             height, width = gt.shape[-2:]
             values["corner_error"].append(float("nan") if corners is None else corner_error(
@@ -271,13 +294,14 @@ class PlaneIouMetric(_PerImageMetric):
 
     def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         values: dict[str, list[float]] = {key: [] for key in self.keys}
+        buffers: dict[int, np.ndarray] = {}
         for i, name in enumerate(batch["id"]):
             gt = batch["plane_map"][i] if "plane_map" in batch else batch["labels"][i]
             planes = pred["plane_map"][i] if pred["plane_map"][i] is not None \
                 else pred["labels"][i]
             if planes is None:
                 raise ContractError(f"{name}: the plane_iou metric needs a label or plane map")
-            iou, error = plane_iou(planes, gt, self.threshold)
+            iou, error = plane_iou(planes, gt, self.threshold, scratch_for(buffers, gt))
             values["plane_iou"].append(iou)
             values["plane_pixel_error"].append(error)
         return self._record(values)
