@@ -96,20 +96,26 @@ def _short_hash(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def resolve_task_path(task: str | Path) -> Path:
-    """A task name (``digits``) or a path to a YAML file -> the spec file's path."""
-    path = Path(task)
+def resolve_named_yaml(ref: str | Path, folder: Path, what: str, listing: str) -> Path:
+    """A name of a shipped YAML file in ``folder`` (``digits``) or a path to a YAML file ->
+    the file's path; an unknown name raises with "did you mean" and the valid names."""
+    path = Path(ref)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise BenchError(f"task spec {path} does not exist")
+            raise BenchError(f"{what} file {path} does not exist")
         return path
-    candidate = TASKS_DIR / f"{task}.yaml"
+    candidate = folder / f"{ref}.yaml"
     if candidate.is_file():
         return candidate
-    names = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
-    close = difflib.get_close_matches(str(task), names, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else "see `arbench list`"
-    raise BenchError(f"unknown task {task!r} (valid: {', '.join(names)})", hint)
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
+    close = difflib.get_close_matches(str(ref), names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"see {listing}"
+    raise BenchError(f"unknown {what} {ref!r} (valid: {', '.join(names)})", hint)
+
+
+def resolve_task_path(task: str | Path) -> Path:
+    """A task name (``digits``) or a path to a YAML file -> the spec file's path."""
+    return resolve_named_yaml(task, TASKS_DIR, "task", "`arbench list`")
 
 
 def task_names() -> list[str]:

@@ -18,7 +18,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import BenchError, DataError, SpecError
-from bench.spec import _line_for, load_spec, read_yaml_mapping, schema_errors, task_names
+from bench.spec import (
+    _line_for,
+    load_spec,
+    read_yaml_mapping,
+    resolve_named_yaml,
+    schema_errors,
+    task_names,
+)
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
@@ -64,18 +71,7 @@ def suite_names() -> list[str]:
 
 def resolve_suite_path(suite: str | Path) -> Path:
     """A suite name (``embedded``) or a path to a YAML file -> the suite file's path."""
-    path = Path(suite)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise BenchError(f"suite file {path} does not exist")
-        return path
-    candidate = SUITES_DIR / f"{suite}.yaml"
-    if candidate.is_file():
-        return candidate
-    names = suite_names()
-    close = difflib.get_close_matches(str(suite), names, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else "see bench/suites/"
-    raise BenchError(f"unknown suite {suite!r} (valid: {', '.join(names)})", hint)
+    return resolve_named_yaml(suite, SUITES_DIR, "suite", "bench/suites/")
 
 
 def load_suite(suite: str | Path) -> SuiteSpec:

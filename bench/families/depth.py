@@ -41,6 +41,7 @@ from bench.families.base import (
 )
 from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.formats.archive import read_member
+from bench.formats.images import decode_depth_png
 from bench.registry import FAMILIES
 
 KINDS = ("depth", "inverse_depth", "disparity")
@@ -148,19 +149,6 @@ def decode_npy(data: bytes, where: str) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def decode_png(data: bytes, where: str, scale: float) -> np.ndarray:
-    """A single-channel 16-bit PNG divided by ``scale`` (metres); ContractError otherwise."""
-    import cv2
-
-    depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if depth is None:
-        raise ContractError(f"{where} is not a readable PNG")
-    if depth.dtype != np.uint16 or depth.ndim != 2:
-        raise ContractError(f"{where} is {depth.dtype} with shape {depth.shape}; expected a "
-                            "single-channel 16-bit PNG (depth x scale, as BTS writes it)")
-    return depth.astype(np.float32) / scale
-
-
 class DepthMapFiles:
     """Serves per-image depth maps from a folder or archive by sample id, read lazily."""
 
@@ -193,7 +181,8 @@ def map_files(path: Path, dataset: Any) -> DepthMapFiles:
                             "has no BTS PNG layout (depth scale and file names)",
                             "give per-image .npy depth maps in metres instead")
     return DepthMapFiles(source, lambda sample_id: bts_png_name(sample_id, layout),
-                         lambda data, where: decode_png(data, where, float(scale)))
+                         lambda data, where: decode_depth_png(data, where, float(scale),
+                                                           ContractError))
 
 
 class DepthMapFolder(PredictionWriter):

@@ -23,14 +23,25 @@ def read_rgb(path: Path) -> torch.Tensor:
 
 def read_depth_png(path: Path, scale: float) -> np.ndarray:
     """A 16-bit single-channel depth PNG divided by ``scale`` (metres) [H,W] float32."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read depth map {path} ({exc.strerror or exc})") from exc
+    return decode_depth_png(data, f"depth map {path}", scale)
+
+
+def decode_depth_png(data: bytes, where: str, scale: float,
+                     error: type[Exception] = DataError) -> np.ndarray:
+    """The bytes of a 16-bit single-channel PNG divided by ``scale`` (metres) [H,W] float32;
+    anything else raises ``error`` naming ``where``."""
     import cv2
 
-    depth = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
+    depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if depth is None:
-        raise DataError(f"cannot read depth map {path} (missing or not an image)")
+        raise error(f"{where} is not a readable PNG")
     if depth.dtype != np.uint16 or depth.ndim != 2:
-        raise DataError(f"depth map {path} is {depth.dtype} with shape {depth.shape}; "
-                        "expected a single-channel 16-bit PNG")
+        raise error(f"{where} is {depth.dtype} with shape {depth.shape}; expected a "
+                    "single-channel 16-bit PNG (depth x scale)")
     return depth.astype(np.float32) / scale
 
 
