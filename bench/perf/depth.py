@@ -5,7 +5,6 @@ per-frame loop (same inputs, same numbers)."""
 from __future__ import annotations
 
 import math
-import time
 
 import cv2
 import numpy as np
@@ -16,17 +15,9 @@ from bench.geometry.cameras import Camera, intrinsics_from_fov, look_at
 from bench.geometry.render import Scene, SceneObject
 from bench.metrics.depth import DepthMetrics
 from bench.metrics.segmentation import f_measure, jaccard
+from bench.perf import best_time
 from bench.registry import PERF_CASES
 from bench.runner import pick_device
-
-
-def _best(fn, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def render_rate(width: int = 640, height: int = 480, frames: int = 5) -> tuple[float, float]:
@@ -54,8 +45,8 @@ def render_rate(width: int = 640, height: int = 480, frames: int = 5) -> tuple[f
         raycaster.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
     render, cast = float("inf"), float("inf")
     for _ in range(3):  # interleaved, so that both see the same machine load
-        render = min(render, _best(lambda: [scene.render(camera) for _ in range(frames)], 1))
-        cast = min(cast, _best(lambda: [raycaster.cast_rays(rays) for _ in range(frames)], 1))
+        render = min(render, best_time(lambda: [scene.render(camera) for _ in range(frames)], 1))
+        cast = min(cast, best_time(lambda: [raycaster.cast_rays(rays) for _ in range(frames)], 1))
     return frames / render, frames / cast
 
 
@@ -135,7 +126,8 @@ def _rows(torch_device: torch.device, rounds: int) -> list[dict]:
         metric.update(pred, batch)
         metric_value.update(metric.compute())
 
-    ours, plain = _best(run_metric, rounds), _best(lambda: numpy_depth_loop(gts, preds), rounds)
+    ours = best_time(run_metric, rounds)
+    plain = best_time(lambda: numpy_depth_loop(gts, preds), rounds)
     agree = abs(metric_value["abs_rel"] - numpy_depth_loop(gts, preds)) < 1e-5
     rows.append({"case": "depth metrics 16x640x480", "arbench": f"{16 / ours:.1f} images/s",
                  "plain loop": f"{16 / plain:.1f} images/s", "ratio": f"{plain / ours:.2f}",
@@ -152,7 +144,8 @@ def _rows(torch_device: torch.device, rounds: int) -> list[dict]:
     def run_jf() -> None:
         result[:] = [float(jaccard(g, p).mean()), float(f_measure(g, p).mean())]
 
-    ours, plain = _best(run_jf, rounds), _best(lambda: numpy_jf(gt_masks, pred_masks), rounds)
+    ours = best_time(run_jf, rounds)
+    plain = best_time(lambda: numpy_jf(gt_masks, pred_masks), rounds)
     ref = numpy_jf(gt_masks, pred_masks)
     agree = abs(result[0] - ref[0]) < 1e-9 and abs(result[1] - ref[1]) < 1e-9
     rows.append({"case": "J&F 30 frames 854x480", "arbench": f"{30 / ours:.1f} frames/s",

@@ -3,23 +3,13 @@ inference on the same 320x240 images (the metrics should cost under 5% of it).""
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from bench.families.layout import LayoutFamily
 from bench.metrics.layout import LayoutDepthMetric, LsunLayoutMetric, PlaneIouMetric
+from bench.perf import best_time
 from bench.registry import PERF_CASES
 from bench.runner import pick_device
-
-
-def _best(fn, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 @PERF_CASES.register("layout")
@@ -51,7 +41,7 @@ def case(device: str | None = None, rounds: int = 3) -> list[dict]:
             metric.update(pred, batch)
             metric.compute()
 
-    model_s, metric_s = _best(infer, rounds), _best(measure, rounds)
+    model_s, metric_s = best_time(infer, rounds), best_time(measure, rounds)
     return [{"case": "layout metrics vs layout-cnn, 16x320x240",
              "arbench": f"{16 / metric_s:.1f} images/s (metrics)",
              "plain loop": f"{16 / model_s:.1f} images/s (layout-cnn)",
