@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from scipy.io import savemat
+from scipy.io import loadmat, savemat
 
 from bench.adapters.base import ensure_embedded
 from bench.adapters.lsun_layout import LsunLayoutDataset
 from bench.errors import DataError
 from bench.families.layout import LayoutFamily, rasterize_layout
+from bench.formats.matfile import write_mat
 from bench.runner import evaluate
 
 FIELDS = ("image", "scene", "type", "point", "resolution")
@@ -91,6 +92,18 @@ def test_lsun_results_file_is_read_as_the_challenge_format(tmp_path: Path) -> No
 def rooms() -> LsunLayoutDataset:
     root = ensure_embedded("synthetic-rooms")
     return LsunLayoutDataset(root, "validation")
+
+
+def test_mat_files_are_written_byte_stably(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """scipy stamps the time of writing into a .mat header; the embedded build must not (its
+    fingerprint would change with every build), and the file must still load."""
+    labels = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    write_mat(tmp_path / "now.mat", {"layout": labels})
+    monkeypatch.setattr("time.asctime", lambda *args: "Mon Jan  1 00:00:00 1990")
+    write_mat(tmp_path / "then.mat", {"layout": labels})
+    assert (tmp_path / "now.mat").read_bytes() == (tmp_path / "then.mat").read_bytes()
+    np.testing.assert_array_equal(loadmat(str(tmp_path / "then.mat"))["layout"], labels)
 
 
 def test_synthetic_rooms_ground_truth_is_consistent(rooms: LsunLayoutDataset) -> None:

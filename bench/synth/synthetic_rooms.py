@@ -34,6 +34,7 @@ import open3d as o3d
 
 from bench.families.layout import CEILING, FLOOR, rasterize_layout
 from bench.formats.images import write_depth_png
+from bench.formats.matfile import write_mat
 from bench.geometry.cameras import Camera, intrinsics_from_fov, look_at, pose_matrix
 from bench.geometry.render import Scene, SceneObject
 from bench.geometry.rotations import rotation_matrix
@@ -391,8 +392,6 @@ def build_split(root: Path, split: str, rooms: int, seed: int) -> None:
     """Render ``rooms`` rooms x VIEWS_PER_ROOM views and write ``<split>.mat`` (rooms are
     rendered in parallel processes; every room has its own seed, so the result does not
     depend on the number of processes)."""
-    from scipy.io import savemat
-
     seeds = [seed + index for index in range(rooms)]
     with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
         entries = [e for room in pool.map(render_room, [root] * rooms, seeds) for e in room]
@@ -402,18 +401,15 @@ def build_split(root: Path, split: str, rooms: int, seed: int) -> None:
     for index, (name, shape, kind, points) in enumerate(entries):
         records[0, index] = (name, f"{shape} room", np.array([[kind]], dtype=np.uint8),
                              points, np.array([[HEIGHT, WIDTH]], dtype=np.uint16))
-    savemat(str(root / f"{split}.mat"), {split: records}, do_compression=True)
+    write_mat(root / f"{split}.mat", {split: records})
 
 
 def _write_view(root: Path, name: str, sample: dict, shape: str) -> None:
-    from scipy.io import savemat
-
     for folder in ("images", "layout_seg", "layout_depth", "extras"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(root / "images" / f"{name}.jpg"),
                 cv2.cvtColor(sample["rgb"], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    savemat(str(root / "layout_seg" / f"{name}.mat"), {"layout": sample["labels"]},
-            do_compression=True)
+    write_mat(root / "layout_seg" / f"{name}.mat", {"layout": sample["labels"]})
     write_depth_png(root / "layout_depth" / f"{name}.png", sample["depth"], 1000.0)
     extras = {"K": K_ROOMS.tolist(), "room": shape,
               "planes": {k: [round(float(v), 6) for v in p] for k, p in sample["planes"].items()}}
@@ -427,5 +423,6 @@ def build_synthetic_rooms(root: Path) -> None:
     build_split(root, "validation", VALIDATION_ROOMS, VALIDATION_SEED)
 
 
-# 2: corners rasterised at pixel centres; an arbench build of version 1 is rebuilt
-build_synthetic_rooms.version = "2"
+# 2: corners rasterised at pixel centres; 3: byte-stable .mat headers (no time of writing).
+# An arbench build of an older version is rebuilt.
+build_synthetic_rooms.version = "3"
