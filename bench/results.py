@@ -185,6 +185,27 @@ class SampleWriter:
             self._handle = None
 
 
+def add_sample_records(path: Path, records: dict[str, dict[str, Any]]) -> None:
+    """Add whole-set records (sample id -> {key: value}, e.g. a query's AP) to the records of
+    ``samples.jsonl`` at ``path``, rewritten atomically; every record gets every new key,
+    None where its sample has no value (a database image has no AP)."""
+    if not records:
+        return
+    keys = list(dict.fromkeys(key for values in records.values() for key in values))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with open(path, encoding="utf-8") as source, os.fdopen(fd, "w", encoding="utf-8") as out:
+            for line in source:
+                record = json.loads(line)
+                extra = records.get(str(record["id"]), {})
+                record.update({key: extra.get(key) for key in keys})
+                out.write(json.dumps(record, allow_nan=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temporary file in the same directory, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -301,8 +322,9 @@ def publish_leaderboard_row(path: Path, row: dict[str, Any], samples_jsonl: Path
 
     A row that measures exactly what the run measured (same model, data, protocol, model
     fingerprint and metric values; only times, versions and commit differ) is kept as it
-    is, so rerunning an unchanged demo leaves the published files byte for byte the same.
-    Returns the run id of the published row.
+    is, and its records are rewritten from the run (a newer arbench may record more per
+    sample); the same records give the same bytes, so rerunning an unchanged demo leaves
+    the published files byte for byte the same. Returns the run id of the published row.
     """
     path = Path(path)
     published = {"run_id": str(row["run_id"])}
@@ -327,7 +349,6 @@ def publish_leaderboard_row(path: Path, row: dict[str, Any], samples_jsonl: Path
         return True
 
     _rewrite_leaderboard(path, replace)
-    target = compact_samples_path(path.parent, str(row["task"]), published["run_id"])
-    if published["run_id"] == row["run_id"] or not target.is_file():
-        write_compact_samples(samples_jsonl, target)
+    write_compact_samples(samples_jsonl,
+                          compact_samples_path(path.parent, str(row["task"]), published["run_id"]))
     return published["run_id"]

@@ -31,6 +31,7 @@ from bench.results import (
     REPO_ROOT,
     Result,
     SampleWriter,
+    add_sample_records,
     append_leaderboard,
     environment_metadata,
     write_json_atomic,
@@ -297,6 +298,11 @@ def evaluate(
             _merge_rank_samples(run_dir, world)
         figure_dir = run_dir / "figures"
         try:
+            whole_set: dict[str, dict[str, Any]] = {}
+            for metric in metrics:
+                for sample_id, values in metric.set_records().items():
+                    whole_set.setdefault(sample_id, {}).update(values)
+            add_sample_records(run_dir / "samples.jsonl", whole_set)
             for metric in metrics:
                 result.figures += [str(p) for p in metric.figures(figure_dir)]
             write_json_atomic(run_dir / "result.json", result.to_json())

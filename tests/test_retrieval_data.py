@@ -4,6 +4,7 @@ files, bad input, and the embedded tasks end to end."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 from pathlib import Path
@@ -113,6 +114,13 @@ def test_revisitop_run_with_descriptor_and_ranking_files(tmp_path: Path, run_dir
     assert result.metrics["mAP_easy"] == pytest.approx(0.25)
     assert result.metrics["mAP_hard"] == pytest.approx(1 / 6)
     assert [Path(f).name for f in result.figures] == ["retrieval_top5.png"]
+    records = [json.loads(line) for line in
+               (result.out_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in records] == ids  # the loop's order, whole-set values added
+    assert [r["AP"] for r in records[:2]] == [pytest.approx(1 / 3), None]
+    assert [r["AP_hard"] for r in records[:2]] == [pytest.approx(1 / 6), None]
+    assert all(r["AP"] is None and r["recall@1"] is None for r in records[2:])
+    assert result.metadata["primary_sample_key"] == "recall@1"
     ranking = tmp_path / "ranking.csv"
     with open(ranking, "w", newline="") as handle:
         writer = csv.writer(handle)

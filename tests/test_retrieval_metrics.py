@@ -222,7 +222,8 @@ def _feed(metric, descriptors: torch.Tensor, is_query: list[bool], index: list[i
     """Feed in two batches, in a shuffled order, as the runner would."""
     order = [3, 0, 5, 1, 7, 2, 6, 4] if len(index) == 8 else list(range(len(index)))[::-1]
     for part in (order[: len(order) // 2], order[len(order) // 2:]):
-        batch = {"is_query": torch.tensor([is_query[i] for i in part]),
+        batch = {"id": [f"{'q' if is_query[i] else 'd'}{index[i]}" for i in part],
+                 "is_query": torch.tensor([is_query[i] for i in part]),
                  "index": torch.tensor([index[i] for i in part]),
                  "image": torch.zeros(len(part), 3, 4, 4)}
         for key, values in extra.items():
@@ -253,6 +254,17 @@ def test_metric_shells_by_hand() -> None:
     assert rev["mAP_hard"] == pytest.approx(1 / 6)  # d0 junk: d3, d4, d1 -> rank 2
     assert [rev["mP@1_medium"], rev["mP@5_medium"], rev["mP@5_hard"]] == pytest.approx(
         [0.0, 0.5, 1 / 3])
+    # per query (the paired intervals of `compare`): q1 has no positive, so no value
+    assert retrieval.per_sample_key == {"recall@1": "recall@1", "recall@5": "recall@5",
+                                        "recall@10": "recall@10", "mAP": "AP"}
+    assert retrieval.set_records() == {
+        "q0": {"AP": pytest.approx(1 / 3), "recall@1": 0.0, "recall@5": 1.0, "recall@10": 1.0},
+        "q1": {"AP": None, "recall@1": None, "recall@5": None, "recall@10": None}}
+    records = revisitop.set_records()
+    assert revisitop.per_sample_key["mP@5_hard"] == "P@5_hard"
+    assert [records["q0"][key] for key in ("AP_easy", "AP_medium", "AP_hard", "P@5_hard")] == (
+        pytest.approx([0.25, 1 / 3, 1 / 6, 1 / 3]))
+    assert set(records["q1"].values()) == {None}
     standard = RetrievalMetric(ap="standard")
     _feed(standard, desc, is_query, index, **extra)
     assert standard.compute()["mAP"] == pytest.approx((1 / 2 + 2 / 4) / 2)
@@ -261,14 +273,15 @@ def test_metric_shells_by_hand() -> None:
 def test_limited_run_scores_the_images_it_saw() -> None:
     # database images 1 and 3 only: the positive (0) was not seen, the hard one (3) was
     metric = RetrievalMetric(ks=[1])
-    metric.update(_angles([0, 50, 10]), {"is_query": torch.tensor([True, False, False]),
+    metric.update(_angles([0, 50, 10]), {"id": ["q0", "d1", "d3"],
+                                         "is_query": torch.tensor([True, False, False]),
                                          "index": torch.tensor([0, 1, 3]),
                                          "easy": [[0], [], []], "hard": [[3], [], []],
                                          "junk": [[], [], []],
                                          "image": torch.zeros(3, 3, 4, 4)})
     assert metric.compute() == {"recall@1": 1.0, "mAP": 1.0}
     queries_only = RetrievalMetric()
-    queries_only.update(_angles([0]), {"is_query": torch.tensor([True]),
+    queries_only.update(_angles([0]), {"id": ["q0"], "is_query": torch.tensor([True]),
                                        "index": torch.tensor([0]), "easy": [[0]],
                                        "hard": [[]], "junk": [[]],
                                        "image": torch.zeros(1, 3, 4, 4)})
@@ -289,9 +302,13 @@ def test_localization_by_hand() -> None:
     assert out["recall@1"] == 0.0 and out["recall@5"] == 1.0
     assert out["median_error_m"] == pytest.approx((38 + 100) / 2)
     assert metric.details()["localization"]["queries_without_positive"] == [1]
+    assert metric.set_records() == {
+        "q0": {"recall@1": 0.0, "recall@5": 1.0, "top1_error_m": pytest.approx(38.0)},
+        "q1": {"recall@1": None, "recall@5": None, "top1_error_m": pytest.approx(100.0)}}
     miss = LocalizationMetric(ks=[1, 5], no_positive="miss")
     _feed(miss, desc, is_query, index, position=positions)
     assert miss.compute()["recall@5"] == 0.5
+    assert miss.set_records()["q1"]["recall@5"] == 0.0
 
 
 def test_recall_within_is_inclusive() -> None:

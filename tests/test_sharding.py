@@ -2,9 +2,10 @@
 
 For each task with an embedded data set, its first baseline predicts a spread subset of
 the samples once; the (prediction, batch) pairs are fed to one fresh metric set and, split
-in two halves, to two more sets joined with ``Metric.merge``. ``compute()`` and
-``details()`` must agree: bit for bit where no state is a floating-point sum (concatenated
-states come back in the same order), to 1e-12 otherwise (sums added in another order).
+in two halves, to two more sets joined with ``Metric.merge``. ``compute()``, ``details()``
+and the whole-set per-sample records must agree: bit for bit where no state is a
+floating-point sum (concatenated states come back in the same order), to 1e-12 otherwise
+(sums added in another order).
 The same under two torch.distributed ranks is in tests/test_distributed.py.
 """
 
@@ -110,6 +111,8 @@ def test_two_merged_halves_equal_one_whole_run(task: str) -> None:
         name = type(before).__name__
         assert_same(before.compute(), after.compute(), tolerance, f"{task}/{name}/compute")
         assert_same(before.details(), after.details(), tolerance, f"{task}/{name}/details")
+        assert_same(before.set_records(), after.set_records(), tolerance,
+                    f"{task}/{name}/set_records")
         for state in before._reduce:  # what figures() draws from
             assert_same(before.state(state), after.state(state), tolerance,
                         f"{task}/{name}/state {state}")

@@ -109,6 +109,21 @@ def test_a_kept_row_gets_its_missing_records_back(tmp_path: Path) -> None:
     assert records.is_file()
 
 
+def test_a_kept_row_gets_the_records_a_newer_arbench_writes(tmp_path: Path) -> None:
+    """Same measurement, but the run now records a per-query value the published copy lacks
+    (as retrieval's per-query AP did): the row stays, its records are refreshed."""
+    board = tmp_path / "digits.csv"
+    jsonl = samples_file(tmp_path / "run", [1, 1, 0, 1])
+    publish_leaderboard_row(board, run_row("r1", "lenet5", 0.75), jsonl)
+    richer = tmp_path / "richer.jsonl"
+    richer.write_text("".join(json.dumps(dict(json.loads(line), AP=0.5)) + "\n" for line in
+                              jsonl.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    assert publish_leaderboard_row(board, run_row("r2", "lenet5", 0.75), richer) == "r1"
+    records = pd.read_csv(compact_samples_path(tmp_path, "digits", "r1"))
+    assert list(records["AP"]) == [0.5] * 4
+    assert [r["run_id"] for r in read_leaderboard_rows(board)[1]] == ["r1"]
+
+
 # ---------------------------------------------------------------- the site, as files
 
 def fixture_leaderboards(root: Path) -> Path:

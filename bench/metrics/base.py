@@ -171,6 +171,12 @@ class Metric:
         """JSON-able non-scalar results (curves, per-class tables) for result.json."""
         return {}
 
+    def set_records(self) -> dict[str, dict[str, float | None]]:
+        """Per-sample records only the whole set gives, read after ``compute`` (a query's AP
+        needs the whole database): sample id -> {key: value}; the runner adds them to those
+        samples' records (None for the other samples). None by default."""
+        return {}
+
     def figures(self, out_dir: Path) -> list[Path]:
         """Write this metric's figures (PNG) into ``out_dir``; return their paths."""
         return []

@@ -60,6 +60,7 @@ class LocalizationMetric(DescriptorMetric):
             self.add_state(f"{role}_pos", torch.zeros(0, 2, dtype=torch.float64), "cat")
         self.higher_is_better = {f"recall@{k}": True for k in self.ks}
         self.higher_is_better["median_error_m"] = False
+        self.per_sample_key = {f"recall@{k}": f"recall@{k}" for k in self.ks}
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         is_query = batch["is_query"].bool().to(batch["position"].device)
@@ -82,6 +83,10 @@ class LocalizationMetric(DescriptorMetric):
         out = {f"recall@{k}": float(recalls[counted, c].mean()) if counted.any() else float("nan")
                for c, k in enumerate(self.ks)}
         out["median_error_m"] = float(np.median(distances[:, 0]))
+        found = np.where(counted[:, None], recalls, np.nan)
+        self._records = self.query_records(
+            {f"recall@{k}": found[:, c] for c, k in enumerate(self.ks)}
+            | {"top1_error_m": distances[:, 0]})
         self._details = {"localization": {
             "n_queries": len(queries), "n_database": len(database),
             "threshold_m": self.threshold,

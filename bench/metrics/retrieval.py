@@ -375,7 +375,9 @@ class DescriptorMetric(Metric):
         self.nlist, self.nprobe, self.hnsw_m = int(nlist), int(nprobe), int(hnsw_m)
         self.figure_queries, self.thumb = int(figure_queries), int(thumb)
         self._details: dict[str, Any] = {}
+        self._records: dict[str, dict[str, float | None]] = {}
         self._top: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.add_object_state("query_ids", "union")
         for role in ("query", "db"):
             self.add_state(f"{role}_desc", torch.zeros(0, 0), "cat")
             self.add_state(f"{role}_index", torch.zeros(0, dtype=torch.int64), "cat")
@@ -391,6 +393,8 @@ class DescriptorMetric(Metric):
             if mask.any():
                 self.accumulate(f"{role}_desc", pred[mask].float())
                 self.accumulate(f"{role}_index", index[mask])
+        self.accumulate("query_ids", {position: sample_id for position, sample_id, flag in zip(
+            index.tolist(), batch["id"], is_query.tolist(), strict=True) if flag})
         if self.figure_queries:
             self._keep_thumbnails(batch, is_query, index)
         return {}
@@ -454,6 +458,17 @@ class DescriptorMetric(Metric):
 
     def details(self) -> dict[str, Any]:
         return self._details
+
+    def query_records(self, columns: dict[str, np.ndarray]) -> dict[str, dict[str, float | None]]:
+        """Per evaluated query (by sample id, in index order) its value of each column [Nq]
+        (NaN -> None: the query is not counted in that mean)."""
+        ids = self.state("query_ids")
+        return {ids[position]: {key: None if np.isnan(values[q]) else float(values[q])
+                                for key, values in columns.items()}
+                for q, position in enumerate(self.seen("query").tolist())}
+
+    def set_records(self) -> dict[str, dict[str, float | None]]:
+        return self._records
 
     def figures(self, out_dir: Path) -> list[Path]:
         if not (self.figure_queries and self.figure_name) or self._top is None:
@@ -554,6 +569,7 @@ class RetrievalMetric(_GroundTruthMetric):
             raise ValueError(f"recall must be 'any' or 'fraction', got {recall!r}")
         self.recall = recall
         self.higher_is_better = {f"recall@{k}": True for k in self.ks} | {"mAP": True}
+        self.per_sample_key = {f"recall@{k}": f"recall@{k}" for k in self.ks} | {"mAP": "AP"}
 
     def compute(self) -> dict[str, float]:
         if self.incomplete():
@@ -575,6 +591,8 @@ class RetrievalMetric(_GroundTruthMetric):
                 "ap_per_query": [None if np.isnan(a) else round(float(a), 6) for a in aps],
             }
         }
+        self._records = self.query_records(
+            {"AP": aps} | {f"recall@{k}": recalls[:, c] for c, k in enumerate(self.ks)})
         top = ids[:, : min(5, ids.shape[1])]
         self._top = (top, _membership(top, positives), _membership(top, junk))
         out = {f"recall@{k}": float(np.nanmean(recalls[:, c])) if valid.any() else float("nan")
@@ -593,8 +611,10 @@ class RevisitopMetric(_GroundTruthMetric):
         self.higher_is_better = {}
         for level in LEVELS:
             self.higher_is_better[f"mAP_{level}"] = True
+            self.per_sample_key[f"mAP_{level}"] = f"AP_{level}"
             for k in self.ks:
                 self.higher_is_better[f"mP@{k}_{level}"] = True
+                self.per_sample_key[f"mP@{k}_{level}"] = f"P@{k}_{level}"
 
     def compute(self) -> dict[str, float]:
         if self.incomplete():
@@ -607,10 +627,13 @@ class RevisitopMetric(_GroundTruthMetric):
         rankings = query_rankings(queries, database, everything, self.metric, index, self.depth)
         out: dict[str, float] = {}
         self._details = {"revisitop": {}}
+        columns: dict[str, np.ndarray] = {}
         for level in LEVELS:
             positives, junk = gt.protocol(level)
-            m_ap, m_p, aps, _ = mean_average_precision(rankings, positives, junk, self.ks,
-                                                       self.ap)
+            m_ap, m_p, aps, prs = mean_average_precision(rankings, positives, junk, self.ks,
+                                                         self.ap)
+            columns[f"AP_{level}"] = aps
+            columns.update({f"P@{k}_{level}": prs[:, c] for c, k in enumerate(self.ks)})
             out[f"mAP_{level}"] = m_ap
             for k, value in zip(self.ks, m_p, strict=True):
                 out[f"mP@{k}_{level}"] = float(value)
@@ -618,6 +641,7 @@ class RevisitopMetric(_GroundTruthMetric):
                 "queries_without_positive": np.flatnonzero(np.isnan(aps)).tolist(),
                 "ap_per_query": [None if np.isnan(a) else round(float(a), 6) for a in aps],
             }
+        self._records = self.query_records(columns)
         return out
 
 
