@@ -81,6 +81,21 @@ def truncated_npz(tmp: Path) -> str:
     return str(path)
 
 
+def npz_declaring(tmp: Path, shape: tuple[int, ...], zeros: int = 1000) -> str:
+    """preds.npz with real ids and a deflated ``logits`` member whose .npy header declares
+    ``shape`` float32, followed by ``zeros`` bytes of data."""
+    import zipfile
+
+    path = Path(predictions_npz(tmp, ids=np.array(["test/00000"])))
+    with (zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive,
+          archive.open("logits.npy", "w", force_zip64=True) as member):
+        np.lib.format.write_array_header_1_0(
+            member, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        for start in range(0, zeros, 16 << 20):
+            member.write(bytes(min(16 << 20, zeros - start)))
+    return str(path)
+
+
 def huge_csv_field(tmp: Path) -> str:
     path = tmp / "preds.csv"
     path.write_text("id," + ",".join(f"logit_{c}" for c in range(10)) + "\n"
@@ -178,6 +193,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("object array npz", lambda t: [*RUN, "--predictions", predictions_npz(
         t, ids=np.array(["test/00000", 1], dtype=object), logits=np.zeros((2, 10)))],
      "preds.npz"),
+    ("npz member declaring 37 GiB", lambda t: [*RUN, "--predictions", npz_declaring(
+        t, (100_000, 100_000))], "preds.npz: cannot read array 'logits': its header declares"),
     ("CSV field over the limit", lambda t: [*RUN, "--predictions", huge_csv_field(t)],
      "preds.csv"),
     ("duplicate ids", lambda t: [*RUN, "--predictions", predictions_npz(
@@ -288,6 +305,23 @@ def test_a_zip_member_that_decompresses_to_256_mib_is_refused_unread(tmp_path: P
         "    print(exc, file=sys.stderr)\n")
     assert code == 0 and 0 <= growth < 200, err
     assert "over the 256 MiB arbench reads from one prediction file" in err
+
+
+def test_an_npz_member_over_the_budget_is_refused_before_allocating(tmp_path: Path) -> None:
+    path = npz_declaring(tmp_path, (64, 1 << 20), zeros=256 << 20)  # honest 256 MiB of zeros
+    assert Path(path).stat().st_size < 1 << 20
+    code, growth, err = peak_rss_growth_mb(
+        "from bench.errors import ContractError\n"
+        "from bench.formats.npz import NpzFile\n"
+        f"npz = NpzFile(__import__('pathlib').Path({path!r}), 'preds.npz', max_bytes=64 << 20)\n"
+        "print(npz['ids'], file=sys.stderr)\n"
+        "try:\n"
+        "    npz['logits']\n"
+        "except ContractError as exc:\n"
+        "    print(exc, file=sys.stderr)\n")
+    assert code == 0 and 0 <= growth < 100, err
+    assert "['test/00000']" in err
+    assert "(64, 1048576) float32 (256 MiB), over the 64 MiB one array may take here" in err
 
 
 def test_a_png_declaring_1_6_billion_pixels_is_refused_before_decoding() -> None:

@@ -16,6 +16,7 @@ import torch
 from bench.errors import ContractError
 from bench.families.base import Batch, Family, Predictor, TensorTable, check_tensor
 from bench.families.saving import AppendedLines
+from bench.formats.npz import NpzFile
 from bench.registry import FAMILIES
 
 
@@ -59,7 +60,7 @@ class ClassificationFamily(Family):
     def load_predictions(self, path: Path, dataset: Any) -> Predictor:
         """Read ``.npz`` (ids, logits) or CSV (id, logit_0 ...) predictions."""
         if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
+            with NpzFile(path, str(path)) as data:
                 if "ids" not in data or "logits" not in data:
                     raise ContractError(f"{path} must hold arrays 'ids' and 'logits'")
                 ids = [str(i) for i in data["ids"]]

@@ -42,6 +42,7 @@ from bench.families.base import (
 from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.formats.archive import read_member
 from bench.formats.images import decode_depth_png
+from bench.formats.npz import NpzFile
 from bench.registry import FAMILIES
 
 KINDS = ("depth", "inverse_depth", "disparity")
@@ -253,7 +254,7 @@ class DepthFamily(Family):
         a folder or ``.zip`` of per-image ``.npy`` (metres) or BTS 16-bit PNG maps."""
         if path.suffix != ".npz":
             return map_files(path, dataset)
-        with np.load(path, allow_pickle=False) as data:
+        with NpzFile(path, str(path)) as data:
             kinds = [k for k in KINDS if k in data]
             if "ids" not in data or len(kinds) != 1:
                 raise ContractError(f"{path} must hold 'ids' and exactly one of {KINDS}; "

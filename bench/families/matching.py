@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import torch
 from bench.errors import ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor, check_tensor
 from bench.families.saving import PredictionWriter, write_bytes_atomic
+from bench.formats.npz import NpzFile
 from bench.registry import FAMILIES
 
 FEATURE_KEYS = ("keypoints", "descriptors", "scores")
@@ -143,10 +143,7 @@ class PredictionFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot read predictions file {path}: {exc}") from exc
+        self.data = NpzFile(path, f"cannot read predictions file {path}", error=ModelError)
 
     def _array(self, key: str, required: bool = True) -> torch.Tensor | None:
         if key not in self.data.files:
@@ -206,12 +203,9 @@ class FeatureFolder:
         """Keypoints [N,2] (x, y), descriptors [N,D] and scores [N] (or None) of one image."""
         path = self.path_for(image_id)
         name = path.relative_to(self.root)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: np.asarray(data[key]) for key in FEATURE_KEYS if key in data}
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ModelError(f"{self.root}: cannot read feature file {name} as npz: {exc}"
-                             ) from exc
+        with NpzFile(path, f"{self.root}: cannot read feature file {name} as npz",
+                     error=ModelError) as data:
+            arrays = {key: data[key] for key in FEATURE_KEYS if key in data}
         for key in ("keypoints", "descriptors"):
             if key not in arrays:
                 raise ModelError(f"{self.root}: feature file {name} has no {key!r} array")

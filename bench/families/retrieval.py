@@ -27,6 +27,7 @@ import torch
 from bench.errors import ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor, TensorTable, check_tensor
 from bench.families.saving import PredictionWriter, write_bytes_atomic
+from bench.formats.npz import NpzFile
 from bench.registry import FAMILIES
 
 
@@ -161,7 +162,7 @@ class DescriptorFamily(Family):
             return RankingTable(read_rankings(path, dataset.info),
                                 len(dataset.info.meta["db_names"]), path)
         if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
+            with NpzFile(path, str(path)) as data:
                 if "ids" not in data or "descriptors" not in data:
                     raise ContractError(f"{path} must hold arrays 'ids' and 'descriptors'")
                 ids = [str(i) for i in data["ids"]]

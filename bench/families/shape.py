@@ -51,6 +51,7 @@ from bench.errors import BenchError, ContractError, ModelError
 from bench.families.base import Batch, Family, Predictor
 from bench.families.saving import PredictionWriter, write_bytes_atomic
 from bench.formats.archive import read_member
+from bench.formats.npz import NpzFile
 from bench.geometry.grids import grid_occupancy, grid_to_mesh
 from bench.geometry.mesh import check_mesh, mesh_occupancy
 from bench.registry import FAMILIES
@@ -285,7 +286,7 @@ class ZipPredictions:
             data = read_member(archive, name, where)
         suffix = name.rsplit(".", 1)[1].lower()
         if suffix == "npz":
-            return read_npz(io.BytesIO(data), where)
+            return NpzFile(io.BytesIO(data), where).read_all()
         if suffix == "obj":
             return read_obj_text(data.decode("utf-8", errors="replace"), where)
         with tempfile.TemporaryDirectory() as tmp:
@@ -383,7 +384,8 @@ def read_prediction_file(path: Path, where: str) -> dict[str, Any]:
     """
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return read_npz(path, where)
+        with NpzFile(path, where) as arrays:
+            return arrays.read_all()
     if suffix == ".obj":
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -399,14 +401,6 @@ def read_prediction_file(path: Path, where: str) -> dict[str, Any]:
         return read_ply(path, where)
     raise ContractError(f"{where}: unsupported prediction file (use .npz, .off, .obj, .ply)")
 
-
-def read_npz(source: Path | io.BytesIO, where: str) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` (no pickles)."""
-    try:
-        with np.load(source, allow_pickle=False) as arrays:
-            return {key: arrays[key] for key in arrays.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ContractError(f"{where}: not a readable .npz ({exc})") from exc
 
 
 def read_obj_text(text: str, where: str) -> dict[str, np.ndarray]:
