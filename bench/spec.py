@@ -215,7 +215,7 @@ def load_spec(task: str | Path, overrides: list[str] | None = None, *,
               check_metrics: bool = True) -> TaskSpec:
     """Load, override and validate a task spec; every problem is raised at once.
 
-    ``check_metrics=False`` skips building the metrics (their parameters and outputs are
+    ``check_metrics=False`` skips the metrics' declarations (their parameters and outputs are
     then unchecked), so no metric module is imported: for commands that only read the spec.
     """
     path = resolve_task_path(task)
