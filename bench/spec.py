@@ -357,11 +357,13 @@ def check_names(spec: TaskSpec, check_metrics: bool = True) -> list[tuple[tuple,
     return problems
 
 
-def declared_outputs(metric_class: type, params: dict[str, Any]) -> dict[str, bool]:
+def declared_outputs(metric_class: Any, params: dict[str, Any]) -> dict[str, bool]:
     """A metric's outputs (name -> higher is better) for ``params``, from its ``declare``
     classmethod; raises TypeError for parameters the constructor does not take (named as
     the constructor's own call would name them) and the constructor's TypeError or
-    ValueError for bad values."""
+    ValueError for bad values. A registered factory without ``declare`` is called."""
+    if not hasattr(metric_class, "declare"):
+        return dict(metric_class(**params).higher_is_better)
     try:
         inspect.signature(metric_class).bind(**params)
     except TypeError as exc:

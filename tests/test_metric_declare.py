@@ -157,3 +157,20 @@ def test_lazy_import_runs_the_module_on_first_attribute_access(
 def test_lazy_import_of_a_missing_module_fails_at_once() -> None:
     with pytest.raises(ModuleNotFoundError, match="no_such_module_here"):
         lazy_import("no_such_module_here")
+
+
+def test_a_plugin_metric_without_declare_is_built_to_answer() -> None:
+    class PluginMetric(Metric):
+        def __init__(self, scale: float = 1.0) -> None:
+            super().__init__()
+            if scale <= 0:
+                raise ValueError("scale must be positive")
+            self.higher_is_better = {"plugin_score": True}
+
+    def factory(scale: float = 1.0) -> PluginMetric:
+        return PluginMetric(scale)
+
+    assert declared_outputs(PluginMetric, {"scale": 2.0}) == {"plugin_score": True}
+    assert declared_outputs(factory, {}) == {"plugin_score": True}
+    with pytest.raises(ValueError, match="scale must be positive"):
+        declared_outputs(PluginMetric, {"scale": 0})
