@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,7 @@ def load_spec(task: str | Path, overrides: list[str] | None = None, *,
               check_metrics: bool = True) -> TaskSpec:
     """Load, override and validate a task spec; every problem is raised at once.
 
-    ``check_metrics=False`` skips building the metrics (their parameters and outputs are
+    ``check_metrics=False`` skips the metrics' declarations (their parameters and outputs are
     then unchecked), so no metric module is imported: for commands that only read the spec.
     """
     path = resolve_task_path(task)
@@ -319,8 +320,9 @@ def check_names(spec: TaskSpec, check_metrics: bool = True) -> list[tuple[tuple,
     """Registry and metric checks beyond the schema: (key path, message) for each problem.
 
     Names are checked against the registries' tables, importing nothing; with
-    ``check_metrics`` each metric is built (importing its module) to check its parameters
-    and that ``primary_metric`` is one of the outputs.
+    ``check_metrics`` each metric's module is imported and its ``declare`` checks the
+    parameters and names the outputs (no metric is built, so no torch), and
+    ``primary_metric`` must be one of the outputs.
     """
     from bench.registry import ADAPTERS, EMBEDDED, FAMILIES, METRICS, MODELS
 
@@ -339,11 +341,9 @@ def check_names(spec: TaskSpec, check_metrics: bool = True) -> list[tuple[tuple,
         if not check_metrics:
             continue
         try:
-            metric = METRICS.get(metric_spec.name)(**metric_spec.params)
+            outputs.extend(declared_outputs(METRICS.get(metric_spec.name), metric_spec.params))
         except (TypeError, ValueError) as exc:
             problems.append((("metrics", index, "params"), f"bad parameters: {exc}"))
-            continue
-        outputs.extend(metric.higher_is_better)
     if outputs and spec.primary_metric not in outputs:
         problems.append(
             (("primary_metric",), f"{spec.primary_metric!r} is not a metric output "
@@ -355,3 +355,17 @@ def check_names(spec: TaskSpec, check_metrics: bool = True) -> list[tuple[tuple,
     if spec.reference is not None and spec.reference not in spec.baselines:
         problems.append((("reference",), f"{spec.reference!r} is not one of the task's baselines"))
     return problems
+
+
+def declared_outputs(metric_class: Any, params: dict[str, Any]) -> dict[str, bool]:
+    """A metric's outputs (name -> higher is better) for ``params``, from its ``declare``
+    classmethod; raises TypeError for parameters the constructor does not take (named as
+    the constructor's own call would name them) and the constructor's TypeError or
+    ValueError for bad values. A registered factory without ``declare`` is called."""
+    if not hasattr(metric_class, "declare"):
+        return dict(metric_class(**params).higher_is_better)
+    try:
+        inspect.signature(metric_class).bind(**params)
+    except TypeError as exc:
+        raise TypeError(f"{metric_class.__qualname__}.__init__() {exc}") from None
+    return metric_class.declare(**params)

@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "registry_index": 0,
+    "lazy": 0,
     "registry": 1,
     "spec": 2,
     "geometry": 3,

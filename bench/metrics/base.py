@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-import torch.distributed as dist
+from bench.lazy import lazy_import
+
+torch = lazy_import("torch")
 
 TensorReduce = Literal["sum", "cat"]
 ObjectReduce = Literal["extend", "union"]
@@ -144,6 +145,8 @@ class Metric:
     def sync(self) -> None:
         """Reduce every state across torch.distributed processes, ranks in order (no-op when
         not running). Ranks hold consecutive shards, so the result equals one process."""
+        import torch.distributed as dist
+
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         for name, reduce in self._reduce.items():
@@ -158,6 +161,16 @@ class Metric:
             if reduce == "cat":
                 gathered = [[t for t in part if t.numel()] for part in gathered]
             self._values[name] = self._combine(name, gathered)
+
+    @classmethod
+    def declare(cls, **params: Any) -> dict[str, bool]:
+        """Check ``params`` as the constructor does (TypeError, ValueError) and return the
+        outputs ``compute`` reports, name -> higher is better, before any state exists.
+
+        Built-in metrics override this with their constructor's signature, without torch
+        (``arbench validate`` calls it) and their constructor calls it, so each check is
+        written once; this default builds the metric."""
+        return dict(cls(**params).higher_is_better)
 
     def update(self, pred: Any, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Consume a batch; return per-sample values, each a tensor [B]."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 
 def correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -72,11 +73,15 @@ def expected_calibration_error(
 class Accuracy(Metric):
     """Top-1 accuracy (fraction of samples whose argmax logit is the label)."""
 
+    @classmethod
+    def declare(cls) -> dict[str, bool]:
+        return {"accuracy": True}
+
     def __init__(self) -> None:
         super().__init__()
         self.add_state("hits", torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), "sum")
-        self.higher_is_better = {"accuracy": True}
+        self.higher_is_better = self.declare()
         self.per_sample_key = {"accuracy": "correct"}
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -94,15 +99,19 @@ class Accuracy(Metric):
 class TopKAccuracy(Metric):
     """Top-k accuracy (label among the k highest logits); output ``top{k}_accuracy``."""
 
-    def __init__(self, k: int = 5) -> None:
-        super().__init__()
+    @classmethod
+    def declare(cls, k: int = 5) -> dict[str, bool]:
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        return {f"top{int(k)}_accuracy": True}
+
+    def __init__(self, k: int = 5) -> None:
+        super().__init__()
+        self.higher_is_better = self.declare(k)
         self.k = int(k)
         self.key = f"top{self.k}_accuracy"
         self.add_state("hits", torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), "sum")
-        self.higher_is_better = {self.key: True}
         self.per_sample_key = {self.key: f"top{self.k}_correct"}
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -116,11 +125,17 @@ class TopKAccuracy(Metric):
         return {self.key: float(self.state("hits")) / count if count else float("nan")}
 
 
+def check_num_classes(num_classes: int) -> None:
+    """Raise ValueError unless ``num_classes`` (an int or its text) is at least 2."""
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+
+
 class _ConfusionBased(Metric):
+    """A confusion-matrix state; subclasses check ``num_classes`` in ``declare``."""
+
     def __init__(self, num_classes: int) -> None:
         super().__init__()
-        if int(num_classes) < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = int(num_classes)
         self.add_state(
             "confusion", torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64), "sum")
@@ -134,9 +149,15 @@ class _ConfusionBased(Metric):
 class MeanClassAccuracy(_ConfusionBased):
     """Mean over classes present in the test set of per-class accuracy (recall)."""
 
+    @classmethod
+    def declare(cls, num_classes: int = 10) -> dict[str, bool]:
+        check_num_classes(num_classes)
+        return {"mean_class_accuracy": True}
+
     def __init__(self, num_classes: int = 10) -> None:
+        outputs = self.declare(num_classes)
         super().__init__(num_classes)
-        self.higher_is_better = {"mean_class_accuracy": True}
+        self.higher_is_better = outputs
 
     def compute(self) -> dict[str, float]:
         return {"mean_class_accuracy": mean_class_accuracy(self.state("confusion"))}
@@ -151,11 +172,18 @@ class MeanClassAccuracy(_ConfusionBased):
 class ConfusionMatrix(_ConfusionBased):
     """Confusion matrix (rows true, columns predicted), saved as a PNG figure."""
 
+    @classmethod
+    def declare(cls, num_classes: int = 10, class_names: list[str] | None = None
+                ) -> dict[str, bool]:
+        check_num_classes(num_classes)
+        if class_names and len(class_names) != int(num_classes):
+            raise ValueError("class_names must have num_classes entries")
+        return {}
+
     def __init__(self, num_classes: int = 10, class_names: list[str] | None = None) -> None:
+        self.declare(num_classes, class_names)
         super().__init__(num_classes)
         self.class_names = class_names or [str(i) for i in range(self.num_classes)]
-        if len(self.class_names) != self.num_classes:
-            raise ValueError("class_names must have num_classes entries")
 
     def compute(self) -> dict[str, float]:
         return {}
@@ -184,14 +212,18 @@ class ConfusionMatrix(_ConfusionBased):
 class ExpectedCalibrationError(Metric):
     """Expected calibration error of the softmax confidence (equal-width bins)."""
 
-    def __init__(self, bins: int = 15) -> None:
-        super().__init__()
+    @classmethod
+    def declare(cls, bins: int = 15) -> dict[str, bool]:
         if int(bins) < 1:
             raise ValueError(f"bins must be >= 1, got {bins}")
+        return {"ece": False}
+
+    def __init__(self, bins: int = 15) -> None:
+        super().__init__()
+        self.higher_is_better = self.declare(bins)
         self.bins = int(bins)
         for name in ("counts", "confidence", "hits"):
             self.add_state(name, torch.zeros(self.bins, dtype=torch.float64), "sum")
-        self.higher_is_better = {"ece": False}
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         counts, conf_sum, hit_sum = calibration_bins(pred, batch["label"], self.bins)

@@ -17,13 +17,13 @@ import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 from bench.errors import ContractError
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric
 from bench.registry import METRICS
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 # Crops as fractions of (height, width): rows [top, bottom), columns [left, right).
 CROPS: dict[str, tuple[float, float, float, float]] = {
@@ -247,6 +247,8 @@ def prepare_prediction(pred: dict[str, Any], index: int, shape: tuple[int, int],
             raise ContractError(f"predicted depth of shape {tuple(value.shape)} holds infinite "
                                 f"values and cannot be resized to {tuple(shape)}",
                                 "predict at the ground truth's size")
+        import torch.nn.functional as F
+
         value = F.interpolate(value[None, None].float(), size=shape, mode="bilinear",
                               align_corners=False)[0, 0]
     return value.float()
@@ -288,10 +290,10 @@ class DepthMetrics(Metric):
 
     version = "2"
 
-    def __init__(self, alignment: str = "none", min_depth: float = 1e-3, max_depth: float = 10.0,
-                 crop: str = "none", average: str = "image", resize_prediction: bool = False,
-                 figures: int = 4) -> None:
-        super().__init__()
+    @classmethod
+    def declare(cls, alignment: str = "none", min_depth: float = 1e-3, max_depth: float = 10.0,
+                crop: str = "none", average: str = "image", resize_prediction: bool = False,
+                figures: int = 4) -> dict[str, bool]:
         if alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
         if average not in ("image", "pixel"):
@@ -300,6 +302,14 @@ class DepthMetrics(Metric):
             raise ValueError(f"crop must be none or one of {sorted(CROPS)}, got {crop!r}")
         if not 0 < float(min_depth) < float(max_depth):
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+        return {key: HIGHER_IS_BETTER.get(key, False) for key in ERROR_KEYS}
+
+    def __init__(self, alignment: str = "none", min_depth: float = 1e-3, max_depth: float = 10.0,
+                 crop: str = "none", average: str = "image", resize_prediction: bool = False,
+                 figures: int = 4) -> None:
+        super().__init__()
+        self.higher_is_better = self.declare(alignment, min_depth, max_depth, crop, average,
+                                             resize_prediction, figures)
         self.alignment, self.crop, self.average = alignment, crop, average
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.resize = bool(resize_prediction)
@@ -313,7 +323,6 @@ class DepthMetrics(Metric):
         for name in ("raised_to_min", "lowered_to_max", "evaluated_pixels"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), "sum")
         self.add_object_state("figure_samples", "extend", limit=self.n_figures)
-        self.higher_is_better = {key: HIGHER_IS_BETTER.get(key, False) for key in ERROR_KEYS}
         self.per_sample_key = {key: key for key in ERROR_KEYS} if average == "image" else {}
 
     def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -449,9 +458,15 @@ class TemporalStability(Metric):
 
     version = "1"
 
+    @classmethod
+    def declare(cls, size: list[int] | tuple[int, int] = (120, 214), sheet_frames: int = 8,
+                video: bool = True) -> dict[str, bool]:
+        return {"temporal_change": False, "temporal_change_gt": False}
+
     def __init__(self, size: list[int] | tuple[int, int] = (120, 214), sheet_frames: int = 8,
                  video: bool = True) -> None:
         super().__init__()
+        self.higher_is_better = self.declare(size, sheet_frames, video)
         self.size = (int(size[0]), int(size[1]))
         self.sheet_frames = int(sheet_frames)
         self.video = bool(video)
@@ -460,9 +475,10 @@ class TemporalStability(Metric):
         self.add_state("gt", torch.zeros(0, *self.size, dtype=torch.float16), "cat")
         self.add_state("gt_ok", torch.zeros(0, dtype=torch.bool), "cat")
         self.add_object_state("names", "union")
-        self.higher_is_better = {"temporal_change": False, "temporal_change_gt": False}
 
     def _resize(self, value: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.interpolate(value[None, None].float(), size=self.size, mode="bilinear",
                              align_corners=False)[0, 0]
 

@@ -23,13 +23,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from bench.errors import DataError
 from bench.geometry.hand import BONES, KEYPOINT_NAMES
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 EPS = 1e-8
 ALIGNMENTS = {"none": "", "root": "rr_", "procrustes": "pa_"}
@@ -172,19 +173,25 @@ def _range_name(low: float, high: float) -> str:
     return f"{low:g}_{high:g}".replace(".", "p")
 
 
+def check_curve(ranges: list[tuple[float, float]], steps: int) -> None:
+    """Raise ValueError unless there are at least 2 steps and each threshold range has
+    0 <= low < high."""
+    if int(steps) < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    for low, high in ranges:
+        if not 0 <= low < high:
+            raise ValueError(f"threshold range must satisfy 0 <= low < high, got {low, high}")
+
+
 class _KeypointCurve(Metric):
-    """Per-keypoint error sums, visible counts and PCK hits over threshold ranges."""
+    """Per-keypoint error sums, visible counts and PCK hits over threshold ranges (checked
+    by the subclasses' ``declare`` with ``check_curve``)."""
 
     unit_scale = 1.0
 
     def __init__(self, ranges: list[tuple[float, float]], steps: int, inclusive: bool,
                  visible_only: bool, num_keypoints: int = 21) -> None:
         super().__init__()
-        if int(steps) < 2:
-            raise ValueError(f"steps must be >= 2, got {steps}")
-        for low, high in ranges:
-            if not 0 <= low < high:
-                raise ValueError(f"threshold range must satisfy 0 <= low < high, got {low, high}")
         self.ranges = [(float(low), float(high)) for low, high in ranges]
         self.steps, self.inclusive, self.visible_only = int(steps), bool(inclusive), visible_only
         self.num_keypoints = num_keypoints
@@ -230,12 +237,25 @@ class _KeypointCurve(Metric):
 class Keypoint3D(_KeypointCurve):
     """3D keypoint error (MPJPE, mm) and PCK AUC, unaligned / root-relative / Procrustes."""
 
+    @classmethod
+    def declare(cls, alignment: str = "none", procrustes_scale: bool = True,
+                max_mm: float = 50.0, min_mm: float = 0.0, steps: int = 100,
+                extra_auc_mm: list[list[float]] | None = None, inclusive: bool = True,
+                visible_only: bool = True, root: int = 0) -> dict[str, bool]:
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {list(ALIGNMENTS)}, got {alignment!r}")
+        ranges = [(min_mm, max_mm)] + [tuple(r) for r in (extra_auc_mm or [])]
+        check_curve(ranges, steps)
+        prefix = ALIGNMENTS[alignment]
+        return {f"{prefix}mpjpe_mm": False,
+                **{f"{prefix}auc_{_range_name(float(lo), float(hi))}": True for lo, hi in ranges}}
+
     def __init__(self, alignment: str = "none", procrustes_scale: bool = True,
                  max_mm: float = 50.0, min_mm: float = 0.0, steps: int = 100,
                  extra_auc_mm: list[list[float]] | None = None, inclusive: bool = True,
                  visible_only: bool = True, root: int = 0) -> None:
-        if alignment not in ALIGNMENTS:
-            raise ValueError(f"alignment must be one of {list(ALIGNMENTS)}, got {alignment!r}")
+        outputs = self.declare(alignment, procrustes_scale, max_mm, min_mm, steps, extra_auc_mm,
+                               inclusive, visible_only, root)
         ranges = [(min_mm, max_mm)] + [tuple(r) for r in (extra_auc_mm or [])]
         super().__init__(ranges, steps, inclusive, visible_only)
         self.alignment, self.scale, self.root = alignment, bool(procrustes_scale), int(root)
@@ -243,7 +263,7 @@ class Keypoint3D(_KeypointCurve):
         self.error_key = f"{prefix}mpjpe_mm"
         self.auc_keys = [f"{prefix}auc_{_range_name(lo, hi)}" for lo, hi in self.ranges]
         self.sample_key = f"{prefix}error_mm"
-        self.higher_is_better = {self.error_key: False, **{k: True for k in self.auc_keys}}
+        self.higher_is_better = outputs
         self.per_sample_key = {self.error_key: self.sample_key}
 
     def update(self, pred: dict[str, torch.Tensor], batch: dict[str, Any]
@@ -283,13 +303,21 @@ class Keypoint3D(_KeypointCurve):
 class Keypoint2D(_KeypointCurve):
     """2D keypoint error (pixels, projecting both with K) and 2D PCK and its AUC."""
 
+    @classmethod
+    def declare(cls, max_px: float = 30.0, steps: int = 100, threshold_px: float = 10.0,
+                inclusive: bool = True, visible_only: bool = True) -> dict[str, bool]:
+        check_curve([(0.0, float(max_px)), (0.0, float(threshold_px))], steps)
+        return {"error2d_px": False, f"pck2d_auc_{_range_name(0.0, max_px)}": True,
+                f"pck2d_{float(threshold_px):g}px": True}
+
     def __init__(self, max_px: float = 30.0, steps: int = 100, threshold_px: float = 10.0,
                  inclusive: bool = True, visible_only: bool = True) -> None:
+        outputs = self.declare(max_px, steps, threshold_px, inclusive, visible_only)
         super().__init__([(0.0, float(max_px)), (0.0, float(threshold_px))], steps, inclusive,
                          visible_only)
         self.auc_key = f"pck2d_auc_{_range_name(0.0, max_px)}"
         self.pck_key = f"pck2d_{float(threshold_px):g}px"
-        self.higher_is_better = {"error2d_px": False, self.auc_key: True, self.pck_key: True}
+        self.higher_is_better = outputs
         self.per_sample_key = {"error2d_px": "error2d_px"}
 
     def update(self, pred: dict[str, torch.Tensor], batch: dict[str, Any]
@@ -315,16 +343,21 @@ class MeshError(Metric):
     """Mean vertex error (mm, unaligned and Procrustes-aligned) and F-scores at 5 and 15 mm,
     for samples whose prediction and ground truth both carry vertices."""
 
+    @classmethod
+    def declare(cls, fscore_mm: list[float] | None = None) -> dict[str, bool]:
+        thresholds = [float(t) for t in (fscore_mm or [5.0, 15.0])]
+        return {"mesh_error_mm": False, "pa_mesh_error_mm": False,
+                **{f"{p}fscore_{t:g}mm": True for p in ("", "pa_") for t in thresholds}}
+
     def __init__(self, fscore_mm: list[float] | None = None) -> None:
         super().__init__()
+        self.higher_is_better = self.declare(fscore_mm)
         self.fscore_mm = [float(t) for t in (fscore_mm or [5.0, 15.0])]
         for name in ("error_sum", "aligned_sum", "vertex_count", "samples"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("fscores", torch.zeros(2, len(self.fscore_mm), dtype=torch.float64),
                        "sum")
         self.keys = [f"{p}fscore_{t:g}mm" for p in ("", "pa_") for t in self.fscore_mm]
-        self.higher_is_better = {"mesh_error_mm": False, "pa_mesh_error_mm": False,
-                                 **{k: True for k in self.keys}}
 
     def update(self, pred: dict[str, torch.Tensor], batch: dict[str, Any]
                ) -> dict[str, torch.Tensor]:
@@ -364,6 +397,10 @@ class MeshError(Metric):
 class HandSamples(Metric):
     """A figure of the first ``count`` samples: image, ground-truth (green) and predicted
     (red) skeletons projected with K. Produces no numbers."""
+
+    @classmethod
+    def declare(cls, count: int = 6, size: int = 160) -> dict[str, bool]:
+        return {}
 
     def __init__(self, count: int = 6, size: int = 160) -> None:
         super().__init__()

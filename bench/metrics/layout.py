@@ -26,14 +26,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from scipy.optimize import linear_sum_assignment
-
 from bench.errors import ContractError
-from bench.families.layout import NUM_LABELS
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
+layout_family = lazy_import("bench.families.layout")
 
 PLANE_IOU_THRESHOLD = 0.3
 
@@ -78,6 +78,8 @@ def pixel_error(pred: torch.Tensor, gt: torch.Tensor, correspondence: str = "hun
         return float(1.0 - np.trace(table[:n, :n]) / total)
     if correspondence != "hungarian":
         raise ValueError(f"correspondence must be 'hungarian' or 'none', got {correspondence!r}")
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(1.0 - table[rows, cols].sum() / total)
 
@@ -92,6 +94,8 @@ def corner_error(pred: np.ndarray, gt: np.ndarray, height: int, width: int) -> f
     cost = 0.0
     if len(pred) and len(gt):
         distances = np.linalg.norm(pred[:, None, :] - gt[None, :, :], axis=-1)
+        from scipy.optimize import linear_sum_assignment
+
         rows, cols = linear_sum_assignment(distances)
         cost = float(distances[rows, cols].sum()) / diagonal
     return (cost + abs(len(pred) - len(gt)) / 3.0) / count
@@ -190,10 +194,15 @@ class LsunLayoutMetric(_PerImageMetric):
 
     keys = ("pixel_error", "corner_error")
 
-    def __init__(self, correspondence: str = "hungarian", figures: int = 4) -> None:
+    @classmethod
+    def declare(cls, correspondence: str = "hungarian", figures: int = 4) -> dict[str, bool]:
         if correspondence not in ("hungarian", "none"):
             raise ValueError(f"correspondence must be 'hungarian' or 'none', "
                              f"got {correspondence!r}")
+        return dict.fromkeys(cls.keys, False)
+
+    def __init__(self, correspondence: str = "hungarian", figures: int = 4) -> None:
+        self.declare(correspondence, figures)
         super().__init__()
         self.correspondence = correspondence
         self.n_figures = int(figures)
@@ -208,7 +217,8 @@ class LsunLayoutMetric(_PerImageMetric):
             if labels is None:
                 raise ContractError(f"{name}: the lsun_layout metric needs a label map or a "
                                     "type with corners")
-            values["pixel_error"].append(pixel_error(labels, gt, self.correspondence, NUM_LABELS,
+            values["pixel_error"].append(pixel_error(labels, gt, self.correspondence,
+                                                     layout_family.NUM_LABELS,
                                                      scratch_for(buffers, gt)))
             corners = pred["corners"][i]
             height, width = gt.shape[-2:]
@@ -255,6 +265,10 @@ class LayoutDepthMetric(_PerImageMetric):
 
     keys = ("layout_rmse", "layout_abs_rel")
 
+    @classmethod
+    def declare(cls) -> dict[str, bool]:
+        return dict.fromkeys(cls.keys, False)
+
     def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         if "layout_depth" not in batch:
             raise ContractError("the layout_depth metric needs samples with 'layout_depth' "
@@ -287,10 +301,14 @@ class PlaneIouMetric(_PerImageMetric):
 
     keys = ("plane_iou", "plane_pixel_error")
 
+    @classmethod
+    def declare(cls, threshold: float = PLANE_IOU_THRESHOLD) -> dict[str, bool]:
+        return {"plane_iou": True, "plane_pixel_error": False}
+
     def __init__(self, threshold: float = PLANE_IOU_THRESHOLD) -> None:
         super().__init__()
         self.threshold = float(threshold)
-        self.higher_is_better["plane_iou"] = True
+        self.higher_is_better = self.declare(threshold)
 
     def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         values: dict[str, list[float]] = {key: [] for key in self.keys}

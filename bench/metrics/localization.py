@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import torch
-
-from bench.metrics.retrieval import DescriptorMetric, check_descriptors
+from bench.lazy import lazy_import
+from bench.metrics.retrieval import DescriptorMetric, check_descriptors, check_ks
 from bench.registry import METRICS
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 
 def positives_within(query_pos: np.ndarray, db_pos: np.ndarray, radius: float) -> np.ndarray:
@@ -45,21 +46,27 @@ class LocalizationMetric(DescriptorMetric):
 
     figure_name = "localization_top5.png"
 
-    def __init__(self, ks: list[int] = (1, 5, 10), threshold_m: float = 25.0,
-                 no_positive: str = "exclude", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ks = sorted(int(k) for k in ks)
-        if not self.ks or self.ks[0] < 1:
-            raise ValueError(f"ks must be positive integers, got {ks}")
+    @classmethod
+    def declare(cls, ks: list[int] = (1, 5, 10), threshold_m: float = 25.0,
+                no_positive: str = "exclude", **kwargs: Any) -> dict[str, bool]:
+        super().declare(**kwargs)
+        sorted_ks = check_ks(ks)
         if float(threshold_m) <= 0:
             raise ValueError(f"threshold_m must be positive, got {threshold_m}")
         if no_positive not in ("exclude", "miss"):
             raise ValueError(f"no_positive must be 'exclude' or 'miss', got {no_positive!r}")
+        return {f"recall@{k}": True for k in sorted_ks} | {"median_error_m": False}
+
+    def __init__(self, ks: list[int] = (1, 5, 10), threshold_m: float = 25.0,
+                 no_positive: str = "exclude", **kwargs: Any) -> None:
+        outputs = self.declare(ks=ks, threshold_m=threshold_m, no_positive=no_positive,
+                               **kwargs)
+        super().__init__(**kwargs)
+        self.ks = sorted(int(k) for k in ks)
         self.threshold, self.no_positive = float(threshold_m), no_positive
         for role in ("query", "db"):
             self.add_state(f"{role}_pos", torch.zeros(0, 2, dtype=torch.float64), "cat")
-        self.higher_is_better = {f"recall@{k}": True for k in self.ks}
-        self.higher_is_better["median_error_m"] = False
+        self.higher_is_better = outputs
         self.per_sample_key = {f"recall@{k}": f"recall@{k}" for k in self.ks}
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -23,12 +23,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from bench.errors import ContractError
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 MATCHERS = ("mnn", "ratio", "mnn+ratio")
 DISTANCES = ("auto", "l2", "hamming")
@@ -303,16 +304,16 @@ class MatchingMetric(Metric):
 
     version = "1"
 
-    def __init__(self, matcher: str = "mnn", ratio: float = 0.8, distance: str = "auto",
-                 max_keypoints: int | None = 2000, thresholds: list[float] | None = None,
-                 mma_thresholds: list[float] | None = None, inclusive: bool = True,
-                 average: str = "pair", repeatability_threshold: float = 3.0,
-                 repeatability_region: str = "shared",
-                 repeatability_formula: str = "mikolajczyk",
-                 matching_score_threshold: float = 3.0,
-                 homography_thresholds: list[float] | None = None,
-                 ransac_threshold: float = 3.0) -> None:
-        super().__init__()
+    @classmethod
+    def declare(cls, matcher: str = "mnn", ratio: float = 0.8, distance: str = "auto",
+                max_keypoints: int | None = 2000, thresholds: list[float] | None = None,
+                mma_thresholds: list[float] | None = None, inclusive: bool = True,
+                average: str = "pair", repeatability_threshold: float = 3.0,
+                repeatability_region: str = "shared",
+                repeatability_formula: str = "mikolajczyk",
+                matching_score_threshold: float = 3.0,
+                homography_thresholds: list[float] | None = None,
+                ransac_threshold: float = 3.0) -> dict[str, bool]:
         if matcher not in MATCHERS:
             raise ValueError(f"matcher must be one of {MATCHERS}, got {matcher!r}")
         if distance not in DISTANCES:
@@ -329,6 +330,31 @@ class MatchingMetric(Metric):
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
         if max_keypoints is not None and int(max_keypoints) < 1:
             raise ValueError(f"max_keypoints must be >= 1 or null, got {max_keypoints}")
+        report = [float(t) for t in (thresholds or [1, 3, 5])]
+        mma = [float(t) for t in (mma_thresholds or range(1, 11))]
+        homography = [float(t) for t in (homography_thresholds or [1, 3, 5])]
+        if any(t <= 0 for t in report + mma + homography):
+            raise ValueError("pixel thresholds must be positive")
+        return {"keypoints": True, "putative_matches": True,
+                **{f"correct_matches@{_name(t)}": True for t in report},
+                **{f"mma@{_name(t)}": True for t in report},
+                "repeatability": True, "matching_score": True,
+                **{f"homography_accuracy@{_name(t)}": True for t in homography}}
+
+    def __init__(self, matcher: str = "mnn", ratio: float = 0.8, distance: str = "auto",
+                 max_keypoints: int | None = 2000, thresholds: list[float] | None = None,
+                 mma_thresholds: list[float] | None = None, inclusive: bool = True,
+                 average: str = "pair", repeatability_threshold: float = 3.0,
+                 repeatability_region: str = "shared",
+                 repeatability_formula: str = "mikolajczyk",
+                 matching_score_threshold: float = 3.0,
+                 homography_thresholds: list[float] | None = None,
+                 ransac_threshold: float = 3.0) -> None:
+        super().__init__()
+        self.higher_is_better = self.declare(
+            matcher, ratio, distance, max_keypoints, thresholds, mma_thresholds, inclusive,
+            average, repeatability_threshold, repeatability_region, repeatability_formula,
+            matching_score_threshold, homography_thresholds, ransac_threshold)
         self.options = {
             "matcher": matcher, "ratio": float(ratio), "distance": distance,
             "max_keypoints": None if max_keypoints is None else int(max_keypoints),
@@ -343,8 +369,6 @@ class MatchingMetric(Metric):
         self.mma_thresholds = [float(t) for t in (mma_thresholds or range(1, 11))]
         self.homography_thresholds = [float(t) for t in (homography_thresholds or [1, 3, 5])]
         self.all_thresholds = sorted(set(self.report) | set(self.mma_thresholds))
-        if any(t <= 0 for t in self.all_thresholds + self.homography_thresholds):
-            raise ValueError("pixel thresholds must be positive")
         n_t, n_h, n_k = len(self.all_thresholds), len(self.homography_thresholds), len(KINDS)
         f64 = torch.float64
         self.add_state("pairs", torch.zeros(n_k + 1, dtype=f64), "sum")
@@ -355,20 +379,15 @@ class MatchingMetric(Metric):
         self.add_state("repeatability", torch.zeros((), dtype=f64), "sum")
         self.add_state("matching_score", torch.zeros((), dtype=f64), "sum")
         self.add_state("homography", torch.zeros(n_h, dtype=f64), "sum")
-        self.higher_is_better = {"keypoints": True, "putative_matches": True}
         self.per_sample_key = {"keypoints": "keypoints", "putative_matches": "matches"}
         for t in self.report:
-            self.higher_is_better[f"correct_matches@{_name(t)}"] = True
             self.per_sample_key[f"correct_matches@{_name(t)}"] = f"correct@{_name(t)}"
         for t in self.report:
-            self.higher_is_better[f"mma@{_name(t)}"] = True
             if average == "pair":
                 self.per_sample_key[f"mma@{_name(t)}"] = f"accuracy@{_name(t)}"
-        self.higher_is_better.update({"repeatability": True, "matching_score": True})
         self.per_sample_key.update({"repeatability": "repeatability",
                                     "matching_score": "matching_score"})
         for t in self.homography_thresholds:
-            self.higher_is_better[f"homography_accuracy@{_name(t)}"] = True
             self.per_sample_key[f"homography_accuracy@{_name(t)}"] = f"homography@{_name(t)}"
 
     def update(self, pred: list[dict[str, Any]], batch: dict[str, Any]) -> dict[str, torch.Tensor]:

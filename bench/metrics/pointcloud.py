@@ -16,13 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bench.errors import ContractError
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric
 from bench.metrics.classification import ConfusionMatrix, confusion_matrix, correct
 from bench.metrics.classification import mean_class_accuracy as mean_class_accuracy_of
 from bench.registry import METRICS
+
+torch = lazy_import("torch")
 
 
 def overall_accuracy(confusion: torch.Tensor) -> float:
@@ -42,16 +43,23 @@ def per_class_accuracy(confusion: torch.Tensor) -> list[float | None]:
 class _ShapeConfusion(Metric):
     """A confusion-matrix state shared by the point-cloud metrics; labels are checked."""
 
-    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
-        super().__init__()
+    @classmethod
+    def declare(cls, num_classes: int, class_names: list[str] | None = None
+                ) -> dict[str, bool]:
+        """Checks the classes; no outputs (subclasses add theirs)."""
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if class_names and len(list(class_names)) != int(num_classes):
+            raise ValueError(f"class_names has {len(list(class_names))} entries, "
+                             f"num_classes is {int(num_classes)}")
+        return {}
+
+    def __init__(self, num_classes: int, class_names: list[str] | None = None) -> None:
+        super().__init__()
+        self.higher_is_better = self.declare(num_classes, class_names)
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names else [
             str(i) for i in range(self.num_classes)]
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(f"class_names has {len(self.class_names)} entries, "
-                             f"num_classes is {self.num_classes}")
         self.add_state("confusion",
                        torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64), "sum")
 
@@ -71,9 +79,13 @@ class _ShapeConfusion(Metric):
 class OverallAccuracy(_ShapeConfusion):
     """Overall accuracy: the fraction of all test shapes classified correctly."""
 
+    @classmethod
+    def declare(cls, num_classes: int = 40, class_names: list[str] | None = None
+                ) -> dict[str, bool]:
+        return super().declare(num_classes, class_names) | {"overall_accuracy": True}
+
     def __init__(self, num_classes: int = 40, class_names: list[str] | None = None) -> None:
         super().__init__(num_classes, class_names)
-        self.higher_is_better = {"overall_accuracy": True}
         self.per_sample_key = {"overall_accuracy": "correct"}
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -88,9 +100,13 @@ class OverallAccuracy(_ShapeConfusion):
 class ClassAccuracy(_ShapeConfusion):
     """Mean class accuracy over the classes present in the test split, and per class."""
 
+    @classmethod
+    def declare(cls, num_classes: int = 40, class_names: list[str] | None = None
+                ) -> dict[str, bool]:
+        return super().declare(num_classes, class_names) | {"mean_class_accuracy": True}
+
     def __init__(self, num_classes: int = 40, class_names: list[str] | None = None) -> None:
         super().__init__(num_classes, class_names)
-        self.higher_is_better = {"mean_class_accuracy": True}
 
     def update(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._update(pred, batch)

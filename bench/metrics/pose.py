@@ -23,12 +23,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from scipy.spatial import ConvexHull, QhullError, cKDTree
-
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
+
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 AUC_CONVENTIONS = ("vocap", "step", "trapezoid")
 QUERY_BLOCK = 200_000
@@ -56,6 +56,8 @@ class ModelTree:
     """A KD-tree over one model's points in the model frame, for ADD-S queries."""
 
     def __init__(self, points: torch.Tensor) -> None:
+        from scipy.spatial import cKDTree
+
         self.points = points
         self.tree = cKDTree(points.detach().cpu().double().numpy())
         # The points in the tree's leaf order: their mapped copies are queried in that
@@ -288,11 +290,17 @@ class AddAccuracy(_PerObject):
     default; the adapter's ``symmetric`` parameter overrides it) and ADD for the others.
     """
 
+    @classmethod
+    def declare(cls, threshold: float = 0.1, curve_max: float = 0.5, curve_steps: int = 50,
+                strict: bool = True) -> dict[str, bool]:
+        if not 0 < float(threshold) <= float(curve_max):
+            raise ValueError(f"threshold must be in (0, curve_max], got {threshold}")
+        return {"add_accuracy": True, "adds_accuracy": True, "add_s_accuracy": True}
+
     def __init__(self, threshold: float = 0.1, curve_max: float = 0.5, curve_steps: int = 50,
                  strict: bool = True) -> None:
         super().__init__()
-        if not 0 < float(threshold) <= float(curve_max):
-            raise ValueError(f"threshold must be in (0, curve_max], got {threshold}")
+        self.higher_is_better = self.declare(threshold, curve_max, curve_steps, strict)
         self.threshold = float(threshold)
         self.strict = bool(strict)
         self.curve = torch.linspace(0.0, float(curve_max), int(curve_steps) + 1,
@@ -300,8 +308,6 @@ class AddAccuracy(_PerObject):
         for name in ("add", "adds", "add_s", "diameter", "obj_id"):
             self.add_state(name, torch.zeros(0, dtype=torch.float64), "cat")
         self.errors = _AddErrors()
-        self.higher_is_better = {"add_accuracy": True, "adds_accuracy": True,
-                                 "add_s_accuracy": True}
         self.per_sample_key = {"add_accuracy": "add_correct", "adds_accuracy": "adds_correct",
                                "add_s_accuracy": "add_s_correct"}
 
@@ -373,18 +379,22 @@ class PoseAuc(Metric):
     ``convention``: ``vocap`` (YCB-Video toolbox, default), ``step`` or ``trapezoid``.
     """
 
-    def __init__(self, max_distance: float = 0.1, convention: str = "vocap") -> None:
-        super().__init__()
+    @classmethod
+    def declare(cls, max_distance: float = 0.1, convention: str = "vocap") -> dict[str, bool]:
         if convention not in AUC_CONVENTIONS:
             raise ValueError(f"convention must be one of {AUC_CONVENTIONS}, got {convention!r}")
         if float(max_distance) <= 0:
             raise ValueError(f"max_distance must be positive, got {max_distance}")
+        return {"auc_adds": True, "auc_add_s": True}
+
+    def __init__(self, max_distance: float = 0.1, convention: str = "vocap") -> None:
+        super().__init__()
+        self.higher_is_better = self.declare(max_distance, convention)
         self.max_distance = float(max_distance)
         self.convention = convention
         self.errors = _AddErrors()
         self.add_state("adds", torch.zeros(0, dtype=torch.float64), "cat")
         self.add_state("add_s", torch.zeros(0, dtype=torch.float64), "cat")
-        self.higher_is_better = {"auc_adds": True, "auc_add_s": True}
 
     def update(self, pred: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict:
         _, adds, add_s = self.errors(pred, batch)
@@ -405,15 +415,20 @@ class PoseError(_PerObject):
     targets with an estimate; the accuracy counts missing estimates as failures.
     """
 
+    @classmethod
+    def declare(cls, max_rotation_deg: float = 5.0, max_translation: float = 0.05
+                ) -> dict[str, bool]:
+        return {"cm5deg5_accuracy": True, "rotation_error_mean": False,
+                "rotation_error_median": False, "translation_error_mean": False,
+                "translation_error_median": False, "detection_rate": True}
+
     def __init__(self, max_rotation_deg: float = 5.0, max_translation: float = 0.05) -> None:
         super().__init__()
+        self.higher_is_better = self.declare(max_rotation_deg, max_translation)
         self.max_rotation = float(max_rotation_deg)
         self.max_translation = float(max_translation)
         self.add_state("re", torch.zeros(0, dtype=torch.float64), "cat")
         self.add_state("te", torch.zeros(0, dtype=torch.float64), "cat")
-        self.higher_is_better = {"cm5deg5_accuracy": True, "rotation_error_mean": False,
-                                 "rotation_error_median": False, "translation_error_mean": False,
-                                 "translation_error_median": False, "detection_rate": True}
         self.per_sample_key = {"cm5deg5_accuracy": "cm5deg5_correct"}
 
     def update(self, pred: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict:
@@ -446,14 +461,18 @@ class PoseError(_PerObject):
 class Projection2D(Metric):
     """2D projection error (mean pixel distance of projected model points) and accuracy."""
 
-    def __init__(self, threshold_px: float = 5.0) -> None:
-        super().__init__()
+    @classmethod
+    def declare(cls, threshold_px: float = 5.0) -> dict[str, bool]:
         if float(threshold_px) <= 0:
             raise ValueError(f"threshold_px must be positive, got {threshold_px}")
+        return {"proj2d_accuracy": True}
+
+    def __init__(self, threshold_px: float = 5.0) -> None:
+        super().__init__()
+        self.higher_is_better = self.declare(threshold_px)
         self.threshold = float(threshold_px)
         self.add_state("hits", torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), "sum")
-        self.higher_is_better = {"proj2d_accuracy": True}
         self.per_sample_key = {"proj2d_accuracy": "proj2d_correct"}
 
     def update(self, pred: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict:
@@ -485,23 +504,30 @@ class BopRecall(Metric):
     pixels x r with r = image width / 640 when ``mspd_scale_by_width`` (the BOP 2019 rule).
     """
 
+    @classmethod
+    def declare(cls, mssd_thresholds: list[float] | None = None,
+                mspd_thresholds: list[float] | None = None,
+                mspd_scale_by_width: bool = True) -> dict[str, bool]:
+        if any(float(t) <= 0 for t in [*(mssd_thresholds or []), *(mspd_thresholds or [])]):
+            raise ValueError("BOP thresholds must be positive")
+        return {"ar_mssd": True, "ar_mspd": True, "ar_mssd_mspd": True}
+
     def __init__(self, mssd_thresholds: list[float] | None = None,
                  mspd_thresholds: list[float] | None = None,
                  mspd_scale_by_width: bool = True) -> None:
         super().__init__()
+        self.higher_is_better = self.declare(mssd_thresholds, mspd_thresholds,
+                                             mspd_scale_by_width)
         self.mssd_th = torch.tensor(mssd_thresholds or np.arange(0.05, 0.51, 0.05).tolist(),
                                     dtype=torch.float64)
         self.mspd_th = torch.tensor(mspd_thresholds or np.arange(5, 51, 5).tolist(),
                                     dtype=torch.float64)
-        if (self.mssd_th <= 0).any() or (self.mspd_th <= 0).any():
-            raise ValueError("BOP thresholds must be positive")
         self.scale_by_width = bool(mspd_scale_by_width)
         for name in ("mssd_hits", "mspd_hits"):
             size = len(self.mssd_th) if name == "mssd_hits" else len(self.mspd_th)
             self.add_state(name, torch.zeros(size, dtype=torch.float64), "sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), "sum")
         self._hulls: dict[tuple, torch.Tensor] = {}
-        self.higher_is_better = {"ar_mssd": True, "ar_mspd": True, "ar_mssd_mspd": True}
         self.per_sample_key = {"ar_mssd": "mssd_recall", "ar_mspd": "mspd_recall"}
 
     def update(self, pred: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict:
@@ -535,6 +561,8 @@ class BopRecall(Metric):
     def _hull(self, obj_id: int, points: torch.Tensor) -> torch.Tensor:
         """The model points on its convex hull: the MSSD maximum of ||A p + b|| (convex in
         p) is attained there, so the result is exact and much cheaper."""
+        from scipy.spatial import ConvexHull, QhullError
+
         key = (obj_id, points.shape[0], float(points.sum()))
         if key not in self._hulls:
             try:

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
-import numpy as np
-import torch
-
 from bench.errors import ContractError
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric
 from bench.registry import METRICS
+
+faiss = lazy_import("faiss")
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 EASY, HARD, JUNK = 0, 1, 2
 LEVELS = ("easy", "medium", "hard")
@@ -351,6 +352,14 @@ def search_depth(ks: list[int], junk: list[np.ndarray], n_db: int) -> int:
     return min(n_db, max(ks) + most_junk)
 
 
+def check_ks(ks: list[int]) -> list[int]:
+    """The cut-offs ``ks`` as sorted ints; ValueError unless there is one and all are >= 1."""
+    sorted_ks = sorted(int(k) for k in ks)
+    if not sorted_ks or sorted_ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    return sorted_ks
+
+
 class DescriptorMetric(Metric):
     """Collects query and database descriptors (``cat`` states) for search in ``compute``.
 
@@ -363,14 +372,21 @@ class DescriptorMetric(Metric):
 
     figure_name = ""
 
-    def __init__(self, metric: str = "ip", index: str = "flat", nlist: int = 100,
-                 nprobe: int = 10, hnsw_m: int = 32, figure_queries: int = 0,
-                 thumb: int = 64) -> None:
-        super().__init__()
+    @classmethod
+    def declare(cls, metric: str = "ip", index: str = "flat", nlist: int = 100,
+                nprobe: int = 10, hnsw_m: int = 32, figure_queries: int = 0,
+                thumb: int = 64) -> dict[str, bool]:
+        """Checks the search parameters; the subclasses' ``declare`` name the outputs."""
         if metric not in ("ip", "l2"):
             raise ValueError(f"metric must be 'ip' or 'l2', got {metric!r}")
         if index not in INDEX_KINDS:
             raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
+        return {}
+
+    def __init__(self, metric: str = "ip", index: str = "flat", nlist: int = 100,
+                 nprobe: int = 10, hnsw_m: int = 32, figure_queries: int = 0,
+                 thumb: int = 64) -> None:
+        super().__init__()
         self.metric, self.index_kind = metric, index
         self.nlist, self.nprobe, self.hnsw_m = int(nlist), int(nprobe), int(hnsw_m)
         self.figure_queries, self.thumb = int(figure_queries), int(thumb)
@@ -520,14 +536,20 @@ class _GroundTruthMetric(DescriptorMetric):
     average precision; ``depth``: how many results are ranked per query for AP.
     """
 
+    @classmethod
+    def declare(cls, ks: list[int] = (1, 5, 10), ap: str = "revisitop", depth: int = 1000,
+                **kwargs: Any) -> dict[str, bool]:
+        """Checks the search parameters and ``ks`` and ``ap``; subclasses name the outputs."""
+        super().declare(**kwargs)
+        check_ks(ks)
+        if ap not in ("revisitop", "standard"):
+            raise ValueError(f"ap must be 'revisitop' or 'standard', got {ap!r}")
+        return {}
+
     def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", depth: int = 1000,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ks = sorted(int(k) for k in ks)
-        if not self.ks or self.ks[0] < 1:
-            raise ValueError(f"ks must be positive integers, got {ks}")
-        if ap not in ("revisitop", "standard"):
-            raise ValueError(f"ap must be 'revisitop' or 'standard', got {ap!r}")
         self.ap, self.depth = ap, int(depth)
         self.add_state("gt", torch.zeros(0, 3, dtype=torch.int64), "cat")
 
@@ -562,13 +584,20 @@ class RetrievalMetric(_GroundTruthMetric):
 
     figure_name = "retrieval_top5.png"
 
-    def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", recall: str = "any",
-                 depth: int = 1000, **kwargs: Any) -> None:
-        super().__init__(ks=ks, ap=ap, depth=depth, **kwargs)
+    @classmethod
+    def declare(cls, ks: list[int] = (1, 5, 10), ap: str = "revisitop", recall: str = "any",
+                depth: int = 1000, **kwargs: Any) -> dict[str, bool]:
+        super().declare(ks=ks, ap=ap, depth=depth, **kwargs)
         if recall not in ("any", "fraction"):
             raise ValueError(f"recall must be 'any' or 'fraction', got {recall!r}")
+        return {f"recall@{k}": True for k in check_ks(ks)} | {"mAP": True}
+
+    def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", recall: str = "any",
+                 depth: int = 1000, **kwargs: Any) -> None:
+        outputs = self.declare(ks=ks, ap=ap, recall=recall, depth=depth, **kwargs)
+        super().__init__(ks=ks, ap=ap, depth=depth, **kwargs)
         self.recall = recall
-        self.higher_is_better = {f"recall@{k}": True for k in self.ks} | {"mAP": True}
+        self.higher_is_better = outputs
         self.per_sample_key = {f"recall@{k}": f"recall@{k}" for k in self.ks} | {"mAP": "AP"}
 
     def compute(self) -> dict[str, float]:
@@ -605,15 +634,25 @@ class RetrievalMetric(_GroundTruthMetric):
 class RevisitopMetric(_GroundTruthMetric):
     """Revisited Oxford/Paris: mAP and mP@k under the easy, medium and hard protocols."""
 
+    @classmethod
+    def declare(cls, ks: list[int] = (1, 5, 10), ap: str = "revisitop", depth: int = 1000,
+                **kwargs: Any) -> dict[str, bool]:
+        super().declare(ks=ks, ap=ap, depth=depth, **kwargs)
+        outputs = {}
+        for level in LEVELS:
+            outputs[f"mAP_{level}"] = True
+            for k in check_ks(ks):
+                outputs[f"mP@{k}_{level}"] = True
+        return outputs
+
     def __init__(self, ks: list[int] = (1, 5, 10), ap: str = "revisitop", depth: int = 1000,
                  **kwargs: Any) -> None:
+        outputs = self.declare(ks=ks, ap=ap, depth=depth, **kwargs)
         super().__init__(ks=ks, ap=ap, depth=depth, **kwargs)
-        self.higher_is_better = {}
+        self.higher_is_better = outputs
         for level in LEVELS:
-            self.higher_is_better[f"mAP_{level}"] = True
             self.per_sample_key[f"mAP_{level}"] = f"AP_{level}"
             for k in self.ks:
-                self.higher_is_better[f"mP@{k}_{level}"] = True
                 self.per_sample_key[f"mP@{k}_{level}"] = f"P@{k}_{level}"
 
     def compute(self) -> dict[str, float]:

@@ -15,15 +15,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 from bench.formats.palette import davis_palette
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric
 from bench.metrics.depth import count_per_item
 from bench.registry import METRICS
+
+cv2 = lazy_import("cv2")
+np = lazy_import("numpy")
+torch = lazy_import("torch")
 
 STAT_KEYS = ("J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 
@@ -64,6 +64,8 @@ def dilate(masks: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         element = kernel.to(torch.uint8).numpy()
         frames = masks.to(torch.uint8).numpy()
         return torch.from_numpy(np.stack([cv2.dilate(f, element) for f in frames]) > 0)
+    import torch.nn.functional as F
+
     radius = kernel.shape[0] // 2
     weight = kernel.to(torch.float32)[None, None]
     hits = F.conv2d(masks[:, None].to(torch.float32), weight, padding=radius)
@@ -162,18 +164,22 @@ class DavisJF(Metric):
 
     version = "1"
 
+    @classmethod
+    def declare(cls, bound_th: float = 0.008, exclude_first_last: bool = True,
+                figures: int = 3) -> dict[str, bool]:
+        return {"J&F-Mean": True, "J-Mean": True, "J-Recall": True, "J-Decay": False,
+                "F-Mean": True, "F-Recall": True, "F-Decay": False}
+
     def __init__(self, bound_th: float = 0.008, exclude_first_last: bool = True,
                  figures: int = 3) -> None:
         super().__init__()
+        self.higher_is_better = self.declare(bound_th, exclude_first_last, figures)
         self.bound_th = float(bound_th)
         self.exclude = bool(exclude_first_last)
         self.n_figures = int(figures)
         self.add_state("objects", torch.zeros(0, 8, dtype=torch.float64), "cat")
         self.add_object_state("names", "union")
         self.add_object_state("sheets", "extend", limit=self.n_figures)
-        self.higher_is_better = {"J&F-Mean": True, "J-Mean": True, "J-Recall": True,
-                                 "J-Decay": False, "F-Mean": True, "F-Recall": True,
-                                 "F-Decay": False}
         self.per_sample_key = {"J&F-Mean": "J&F", "J-Mean": "J", "F-Mean": "F"}
 
     def sequence_scores(self, gt: torch.Tensor, pred: torch.Tensor, num_objects: int

@@ -22,18 +22,21 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from bench.errors import BenchError, ContractError
-from bench.families.shape import ShapePrediction
-from bench.geometry.distances import nearest_both_ways
 from bench.geometry.grids import cell_centres, uniform_cube_points
 from bench.geometry.mesh import is_watertight, mesh_occupancy, sample_surface
+from bench.lazy import lazy_import
 from bench.metrics.base import Metric
 from bench.registry import METRICS
+
+if TYPE_CHECKING:
+    from bench.families.shape import ShapePrediction
+
+torch = lazy_import("torch")
 
 EMPTY_DISTANCE = math.sqrt(3.0)
 EMPTY_DISTANCE2 = 3.0
@@ -64,6 +67,8 @@ def pointcloud_metrics(
         for d in thresholds:
             out.update({f"precision@{d:g}": 0.0, f"recall@{d:g}": 0.0, f"fscore@{d:g}": 0.0})
         return out
+    from bench.geometry.distances import nearest_both_ways
+
     to_gt, idx_gt, to_pred, idx_pred = nearest_both_ways(pred, gt, device)
     out = {"accuracy": float(to_gt.mean()), "completeness": float(to_pred.mean()),
            "accuracy2": float((to_gt ** 2).mean()), "completeness2": float((to_pred ** 2).mean())}
@@ -123,6 +128,21 @@ def _class_tables(values: torch.Tensor, classes: torch.Tensor, names: dict[int, 
     return overall, per_class
 
 
+SURFACE_LOWER_IS_BETTER = {"chamfer_l1", "chamfer_l2", "accuracy", "completeness",
+                           "accuracy2", "completeness2"}
+
+
+def surface_keys(fractions: list[float]) -> list[str]:
+    """The per-sample values of ``shape_surface`` for F-score thresholds ``fractions`` (of
+    the cube's side): distances, normal consistency, IoU, watertightness, then per threshold
+    (named in percent) F-score, precision and recall."""
+    keys = ["chamfer_l1", "chamfer_l2", "accuracy", "completeness", "accuracy2",
+            "completeness2", "normal_consistency", "iou", "gt_watertight"]
+    for name in (f"{100 * f:g}%" for f in fractions):
+        keys += [f"fscore@{name}", f"precision@{name}", f"recall@{name}"]
+    return keys
+
+
 class _ShapeMetric(Metric):
     """Shared state: per-sample value rows [B,K] and class indices [B] (cat-reduced)."""
 
@@ -173,14 +193,26 @@ class ShapeSurface(_ShapeMetric):
 
     name = "shape_surface"
 
+    @classmethod
+    def declare(cls, n_points: int = 100_000, fscore_thresholds: list[float] | None = None,
+                cube_side: float = 1.0, iou_points: int = 100_000, iou_padding: float = 0.1,
+                chamfer_reduction: str = "mean", grid_level: float = 0.5, seed: int = 0,
+                figure_samples: int = 4) -> dict[str, bool]:
+        if chamfer_reduction not in ("mean", "sum"):
+            raise BenchError(f"shape_surface: chamfer_reduction must be 'mean' or 'sum', "
+                             f"got {chamfer_reduction!r}")
+        fractions = [float(f) for f in (fscore_thresholds or [0.01])]
+        return {out: key not in SURFACE_LOWER_IS_BETTER for key in surface_keys(fractions)
+                if key != "gt_watertight" for out in (key, f"{key}_class_mean")}
+
     def __init__(self, n_points: int = 100_000, fscore_thresholds: list[float] | None = None,
                  cube_side: float = 1.0, iou_points: int = 100_000, iou_padding: float = 0.1,
                  chamfer_reduction: str = "mean", grid_level: float = 0.5, seed: int = 0,
                  figure_samples: int = 4) -> None:
         super().__init__()
-        if chamfer_reduction not in ("mean", "sum"):
-            raise BenchError(f"shape_surface: chamfer_reduction must be 'mean' or 'sum', "
-                             f"got {chamfer_reduction!r}")
+        self.higher_is_better = self.declare(
+            n_points, fscore_thresholds, cube_side, iou_points, iou_padding, chamfer_reduction,
+            grid_level, seed, figure_samples)
         self.n_points = int(n_points)
         self.fractions = [float(f) for f in (fscore_thresholds or [0.01])]
         self.thresholds = tuple(f * cube_side for f in self.fractions)
@@ -192,18 +224,8 @@ class ShapeSurface(_ShapeMetric):
         self.seed = seed
         self.add_object_state("examples", "extend", limit=int(figure_samples))
         self.fscore_names = [f"{100 * f:g}%" for f in self.fractions]
-        self.keys = ["chamfer_l1", "chamfer_l2", "accuracy", "completeness", "accuracy2",
-                     "completeness2", "normal_consistency", "iou", "gt_watertight"]
-        for name in self.fscore_names:
-            self.keys += [f"fscore@{name}", f"precision@{name}", f"recall@{name}"]
-        lower = {"chamfer_l1", "chamfer_l2", "accuracy", "completeness", "accuracy2",
-                 "completeness2"}
-        for key in self.keys:
-            if key == "gt_watertight":
-                continue
-            for out in (key, f"{key}_class_mean"):
-                self.higher_is_better[out] = key not in lower
-            self.per_sample_key[key] = key
+        self.keys = surface_keys(self.fractions)
+        self.per_sample_key = {key: key for key in self.keys if key != "gt_watertight"}
 
     def evaluate_one(self, pred: ShapePrediction, gt_vertices: np.ndarray,
                      gt_faces: np.ndarray, sample_id: str,
@@ -293,11 +315,15 @@ class VoxelIoU(_ShapeMetric):
 
     name = "voxel_iou"
 
+    @classmethod
+    def declare(cls, threshold: float = 0.4) -> dict[str, bool]:
+        return {"voxel_iou": True, "voxel_iou_class_mean": True}
+
     def __init__(self, threshold: float = 0.4) -> None:
         super().__init__()
         self.threshold = threshold
         self.keys = ["voxel_iou"]
-        self.higher_is_better = {"voxel_iou": True, "voxel_iou_class_mean": True}
+        self.higher_is_better = self.declare(threshold)
         self.per_sample_key = {"voxel_iou": "voxel_iou"}
 
     def evaluate_one(self, pred: ShapePrediction, gt_voxels: np.ndarray,
