@@ -37,6 +37,7 @@ INLIER_DEGREES = 2.0
 PITCH_RANGE = 16.0
 ROLL_RANGE = 6.0
 SCORE_SIZE = (60, 80)
+LABEL_FIT_SIZE = (30, 40)
 HYPOTHESES = 400
 REFINE_ROUNDS = 3
 MISS_PENALTY = 0.5
@@ -322,6 +323,55 @@ def box_layout(K: np.ndarray, frame: np.ndarray, distances: np.ndarray, faces: n
     if any(p is None for p in points):
         return None
     return kind, np.array(points, dtype=np.float64)
+
+
+def surface_classes(rays: np.ndarray, frames: np.ndarray, distances: np.ndarray
+                    ) -> np.ndarray:
+    """What each camera-frame ray [P,3] meets first inside boxes [B,6] seen in frames
+    [B,3,3] (as ``render_faces``): [B,P] 0 ceiling, 1 floor, 2 a wall."""
+    local = np.einsum("pc,bck->bpk", rays, frames)
+    inverse = 1.0 / np.maximum(np.abs(local), 1e-9)
+    ahead = local > 0
+    hits = [np.where(ahead[..., axis], distances[:, 2 * axis + 1, None],
+                     distances[:, 2 * axis, None]) * inverse[..., axis] for axis in range(3)]
+    return np.where(np.minimum(hits[0], hits[2]) < hits[1], 2, ahead[..., 1].astype(np.int64))
+
+
+def fit_box_to_labels(labels: np.ndarray, K: np.ndarray, seed: int = 0
+                      ) -> tuple[int, np.ndarray] | None:
+    """LSUN type and corners [N,2] of the upright box (any yaw, pitch within +-PITCH_RANGE,
+    roll within +-ROLL_RANGE degrees, sampled face distances) whose ceiling / floor / wall
+    map agrees best with a surface label map [H,W] (1..5; walls are not told apart, so
+    one that shows a single wall label still gets its room corners from the kinks of its
+    ceiling and floor boundaries), on a LABEL_FIT_SIZE grid: random hypotheses, then
+    refinement around the best. None when the best box shows no LSUN layout."""
+    height, width = labels.shape
+    rows = np.round((np.arange(LABEL_FIT_SIZE[0]) + 0.5) * height / LABEL_FIT_SIZE[0] - 0.5)
+    cols = np.round((np.arange(LABEL_FIT_SIZE[1]) + 0.5) * width / LABEL_FIT_SIZE[1] - 0.5)
+    surface = np.array([-1, 2, 2, 2, 1, 0])  # label -> ceiling 0, floor 1, wall 2 (0: none)
+    target = surface[labels[np.ix_(rows.astype(int), cols.astype(int))]].ravel()
+    rays = _rays(K, np.eye(3), height, width, LABEL_FIT_SIZE)
+    rng = np.random.default_rng(seed)
+    angles = np.stack([rng.uniform(-PITCH_RANGE, PITCH_RANGE, HYPOTHESES),
+                       rng.uniform(-ROLL_RANGE, ROLL_RANGE, HYPOTHESES),
+                       rng.uniform(-45.0, 45.0, HYPOTHESES)], axis=1)
+    distances = np.exp(rng.uniform(np.log(0.3), np.log(8.0), (HYPOTHESES, 6)))
+    distances[:, 2] = np.exp(rng.uniform(np.log(0.3), np.log(2.5), HYPOTHESES))
+    distances[:, 3] = 1.0
+    best_score, best_angles, best_box = -1, angles[0], distances[0]
+    for round_index in range(REFINE_ROUNDS + 2):
+        scores = (surface_classes(rays, _frames(angles), distances) == target).sum(1)
+        if scores.max() > best_score:
+            index = int(scores.argmax())
+            best_score, best_angles, best_box = int(scores[index]), angles[index], distances[index]
+        shrink = round_index + 1
+        angles = best_angles + rng.normal(0.0, (4.0 / shrink, 2.0 / shrink, 6.0 / shrink),
+                                          (HYPOTHESES // 2, 3))
+        distances = best_box * np.exp(rng.normal(0.0, 0.3 / shrink, (HYPOTHESES // 2, 6)))
+        distances[:, 3] = 1.0
+    frame = _frames(best_angles[None])[0]
+    faces = render_faces(_rays(K, frame, height, width, (height, width)), best_box[None])[0]
+    return box_layout(K, frame, best_box, faces.reshape(height, width), height, width)
 
 
 def face_labels(frame: np.ndarray, faces: np.ndarray) -> np.ndarray:
