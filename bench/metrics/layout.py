@@ -66,10 +66,11 @@ def label_tables(pred: Sequence[torch.Tensor], gt: Sequence[torch.Tensor],
 
     The pair code ``6 g + p`` of every pixel is formed in uint8 on the maps' device and
     counted by OpenCV's histogram (float32 counts, exact below 2^24 pixels; larger maps are
-    counted by ``np.bincount``). The tables of the batch last asked for are kept: the
-    layout metrics updated with the same prediction and batch objects share them, so each
-    map is read once per batch (a caller changing label maps in place between two metric
-    updates must pass new objects)."""
+    counted by ``np.bincount``); a count short of the pixel count (ground-truth values 6..41;
+    larger ones wrap in uint8) is a ContractError. The tables of the batch last asked for are
+    kept: the layout metrics updated with the same prediction and batch objects share them,
+    so each map is read once per batch (a caller changing label maps in place between two
+    metric updates must pass new objects)."""
     key = (pred, gt)
     if _LAST_TABLES and _LAST_TABLES[0][0] is pred and _LAST_TABLES[0][1] is gt:
         return _LAST_TABLES[0][2]
