@@ -2,9 +2,12 @@
 encoder-decoder CNN predicting the five surfaces and the layout depth, trained on the
 embedded training split on the CPU. Weights: ``weights/NAME.TASK.pt``.
 
-``layout-cnn`` turns its label map into an LSUN type and corners by fitting: the training
-split's layouts (type + corners, in normalised image coordinates) are rasterised once at
-60x80 and the one agreeing with the predicted labels on the most pixels is returned.
+``layout-cnn`` turns its label map into an LSUN type and corners by fitting a box room
+to it (``baselines.layout_vp.fit_box_to_labels``: the upright box, seen with the image's K,
+whose ceiling / floor / wall map agrees best with the labels; its room edges give the type
+and corners). When the best box shows no LSUN layout, the training split's layout
+(type + corners, rasterised once at 60x80) agreeing with the labels on the most pixels is
+returned instead.
 Tasks without their own weights use ``synthetic-rooms``'s (zero-shot transfer).
 """
 
@@ -23,6 +26,7 @@ from torch import nn
 
 from baselines import WEIGHTS_DIR
 from baselines.depth import _block
+from baselines.layout_vp import fit_box_to_labels
 from bench.errors import ModelError
 from bench.families.layout import CORNER_COUNTS, rasterize_layout
 from bench.models import register_baseline
@@ -99,6 +103,14 @@ def fit_layout(labels: torch.Tensor, layouts: list[tuple[int, np.ndarray]],
     return kind, corners * np.array([width - 1, height - 1])
 
 
+def fit_cnn_layout(labels: torch.Tensor, K: torch.Tensor, layouts: list[tuple[int, np.ndarray]],
+                   hypotheses: torch.Tensor) -> tuple[int, np.ndarray]:
+    """Type and corners (pixels) of a predicted label map [H,W]: the best-fitting box room's
+    (``fit_box_to_labels``, with intrinsics K [3,3]), else the best training layout's."""
+    box = fit_box_to_labels(labels.cpu().numpy(), K.cpu().numpy().astype(np.float64))
+    return box if box is not None else fit_layout(labels, layouts, hypotheses)
+
+
 def _training_layouts(spec: Any) -> tuple[Any, list[tuple[int, np.ndarray]]]:
     from bench.runner import build_dataset
 
@@ -130,7 +142,8 @@ def build_cnn(spec: Any, info: Any, device: torch.device) -> Callable[[dict], An
             scores, depth = module(chunk)
             labels += list(scores.argmax(1))
             depths += list(depth)
-        fits = [fit_layout(label, layouts, hypotheses) for label in labels]
+        fits = [fit_cnn_layout(label, K, layouts, hypotheses)
+                for label, K in zip(labels, batch["K"], strict=True)]
         return {"labels": labels, "layout_depth": depths, "type": [k for k, _ in fits],
                 "corners": [torch.from_numpy(c) for _, c in fits]}
 

@@ -12,13 +12,16 @@
    hypotheses are scored at 60x80 by how much of their face boundaries lie on detected
    lines (minus a penalty for boundaries on no line), and the best one is refined.
 4. Faces become LSUN labels: floor 4, ceiling 5, the wall facing the camera most 1, the
-   others 2 (left) or 3 (right) by side. Output: the label map only (no type or corners,
-   so the corner error is left out for this baseline).
+   others 2 (left) or 3 (right) by side.
+5. The LSUN type and corners of the box (``box_layout``): its room edges projected and
+   clipped to the image as the embedded set defines them. The best hypothesis whose view
+   is an LSUN layout gives labels, type and corners (``fallback_layout`` if none is).
 No training; deterministic (fixed sampling seed).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +37,13 @@ INLIER_DEGREES = 2.0
 PITCH_RANGE = 16.0
 ROLL_RANGE = 6.0
 SCORE_SIZE = (60, 80)
+LABEL_FIT_SIZE = (30, 40)
 HYPOTHESES = 400
 REFINE_ROUNDS = 3
 MISS_PENALTY = 0.5
+LAYOUT_TRIES = 200
+NEAR = 0.05
+WALL_FACES = (0, 1, 4, 5)
 
 
 def detect_segments(gray: np.ndarray) -> np.ndarray:
@@ -157,8 +164,9 @@ def _scores(edges: np.ndarray, evidence: np.ndarray) -> np.ndarray:
 
 def fit_box(segments: np.ndarray, K: np.ndarray, frame: np.ndarray, height: int,
             width: int, seed: int = 0) -> np.ndarray:
-    """Face distances [6] (floor = 1) of the box hypothesis whose face boundaries best
-    agree with the segments: random hypotheses, then local refinement."""
+    """Face distances [N,6] (floor = 1) of every box hypothesis tried, best first: ranked by
+    how well their face boundaries agree with the segments (random hypotheses, then local
+    refinement around the best so far; ties keep the order they were tried in)."""
     rng = np.random.default_rng(seed)
     rays = _rays(K, frame, height, width, SCORE_SIZE)
     evidence = _line_evidence(segments, height, width)
@@ -171,14 +179,199 @@ def fit_box(segments: np.ndarray, K: np.ndarray, frame: np.ndarray, height: int,
 
     candidates = sample(HYPOTHESES)
     best, best_score = candidates[0], -np.inf
+    tried, tried_scores = [], []
     for round_index in range(REFINE_ROUNDS + 1):
         scores = _scores(_boundaries(render_faces(rays, candidates), SCORE_SIZE), evidence)
+        tried.append(candidates)
+        tried_scores.append(scores)
         if scores.max() > best_score:
             best, best_score = candidates[int(scores.argmax())], float(scores.max())
         spread = 0.3 / (round_index + 1)
         candidates = best * np.exp(rng.normal(0.0, spread, (HYPOTHESES // 4, 6)))
         candidates[:, 3] = 1.0
-    return best
+    order = np.argsort(-np.concatenate(tried_scores), kind="stable")
+    return np.concatenate(tried)[order]
+
+
+def _clip_segment(start: np.ndarray, end: np.ndarray, K: np.ndarray, height: int,
+                  width: int) -> tuple[np.ndarray, np.ndarray, bool, bool] | None:
+    """The image of the camera-frame 3D segment start-end clipped to the near plane and to
+    [0,W-1]x[0,H-1]: (p, q, p_kept, q_kept) in pixels, ``*_kept`` False where that end was
+    cut (it then lies on the image border); None when no part of it is in view."""
+    a, b = np.array(start, dtype=np.float64), np.array(end, dtype=np.float64)
+    kept = [True, True]
+    if a[2] < NEAR and b[2] < NEAR:
+        return None
+    if a[2] < NEAR or b[2] < NEAR:
+        cut = a + (NEAR - a[2]) / (b[2] - a[2]) * (b - a)
+        if a[2] < NEAR:
+            a, kept[0] = cut, False
+        else:
+            b, kept[1] = cut, False
+    p, q = (K @ a)[:2] / a[2], (K @ b)[:2] / b[2]
+    delta = q - p
+    t0, t1 = 0.0, 1.0
+    for step, room in ((-delta[0], p[0]), (delta[0], width - 1 - p[0]),
+                       (-delta[1], p[1]), (delta[1], height - 1 - p[1])):
+        if abs(step) < 1e-12:
+            if room < 0:
+                return None
+            continue
+        t = room / step
+        if step < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+    if t0 >= t1:
+        return None
+    return p + t0 * delta, p + t1 * delta, kept[0] and t0 == 0.0, kept[1] and t1 == 1.0
+
+
+def _vertex(frame: np.ndarray, distances: np.ndarray, x_face: int, z_face: int,
+            y: float) -> np.ndarray:
+    """Camera-frame point of the box at the corner of wall faces ``x_face`` (0/1) and
+    ``z_face`` (4/5), at box height ``y``."""
+    x = -distances[0] if x_face == 0 else distances[1]
+    z = -distances[4] if z_face == 4 else distances[5]
+    return frame @ np.array([x, y, z])
+
+
+def _corner_faces(a: int, b: int) -> tuple[int, int] | None:
+    """(x face, z face) of two adjacent walls, None for opposite walls."""
+    if (a < 2) == (b < 2):
+        return None
+    return (a, b) if a < 2 else (b, a)
+
+
+def box_layout(K: np.ndarray, frame: np.ndarray, distances: np.ndarray, faces: np.ndarray,
+               height: int, width: int) -> tuple[int, np.ndarray] | None:
+    """LSUN type and corners [N,2] (pixels, LSUN order) of the box ``distances`` [6] seen
+    in ``frame`` (as in ``render_faces``) in an HxW image, given its face map ``faces``
+    [h,w] on a grid over the image (which walls show, left to right); None when the view
+    is not one of LSUN's 11 layouts. The corners follow the embedded set's definition
+    (``bench.synth.synthetic_rooms``): room edges clipped to the image, far ends on its
+    border."""
+    ceiling_y, floor_y = -distances[2], distances[3]
+    walls = [face for face in WALL_FACES if (faces == face).any()]
+    walls.sort(key=lambda face: np.nonzero(faces == face)[1].mean())
+
+    def clip(start: np.ndarray, end: np.ndarray):
+        return _clip_segment(start, end, K, height, width)
+
+    if len(walls) == 1:
+        wall = walls[0]
+        ends = [(wall, z) for z in (4, 5)] if wall < 2 else [(x, wall) for x in (0, 1)]
+        lines = []
+        for y in (ceiling_y, floor_y):
+            seg = clip(*(_vertex(frame, distances, *end, y) for end in ends))
+            if seg is not None and (seg[2] or seg[3]):
+                return None
+            lines.append(None if seg is None else sorted(seg[:2], key=lambda p: p[0]))
+        ceiling, floor = lines
+        if ceiling is not None and floor is not None:
+            return 6, np.array([*ceiling, *floor])
+        if ceiling is not None:
+            return 8, np.array(ceiling)
+        if floor is not None:
+            return 9, np.array(floor)
+        return None
+    if len(walls) not in (2, 3):
+        return None
+    corners = [_corner_faces(a, b) for a, b in itertools.pairwise(walls)]
+    if any(c is None for c in corners):
+        return None
+    edges = [clip(_vertex(frame, distances, *c, ceiling_y), _vertex(frame, distances, *c, floor_y))
+             for c in corners]
+    if any(e is None for e in edges):
+        return None
+
+    def far(wall: int, corner: tuple[int, int], y: float) -> np.ndarray | None:
+        x_face, z_face = corner
+        other = (x_face, 9 - z_face) if wall == x_face else (1 - x_face, z_face)
+        seg = clip(_vertex(frame, distances, *other, y), _vertex(frame, distances, *corner, y))
+        return None if seg is None or seg[2] else seg[0]
+
+    top_in, bottom_in = [e[2] for e in edges], [e[3] for e in edges]
+    first, last = walls[0], walls[-1]
+    c0, c1 = corners[0], corners[-1]
+    if len(walls) == 3:
+        ab, bc = edges
+        if all(top_in) and all(bottom_in):
+            kind, points = 0, [ab[0], far(first, c0, ceiling_y), ab[1], far(first, c0, floor_y),
+                               bc[1], far(last, c1, floor_y), bc[0], far(last, c1, ceiling_y)]
+        elif all(bottom_in) and not any(top_in):
+            kind, points = 1, [ab[1], ab[0], far(first, c0, floor_y), bc[1], bc[0],
+                               far(last, c1, floor_y)]
+        elif all(top_in) and not any(bottom_in):
+            kind, points = 2, [ab[0], far(first, c0, ceiling_y), ab[1], bc[0],
+                               far(last, c1, ceiling_y), bc[1]]
+        elif not any(top_in) and not any(bottom_in):
+            kind, points = 7, [ab[0], ab[1], bc[0], bc[1]]
+        else:
+            return None
+    else:
+        (ab,) = edges
+        if top_in[0] and bottom_in[0]:
+            kind, points = 5, [ab[0], far(first, c0, ceiling_y), far(last, c0, ceiling_y),
+                               ab[1], far(first, c0, floor_y), far(last, c0, floor_y)]
+        elif top_in[0]:
+            kind, points = 3, [ab[0], far(first, c0, ceiling_y), ab[1], far(last, c0, ceiling_y)]
+        elif bottom_in[0]:
+            kind, points = 4, [ab[1], far(first, c0, floor_y), ab[0], far(last, c0, floor_y)]
+        else:
+            kind, points = 10, [ab[0], ab[1]]
+    if any(p is None for p in points):
+        return None
+    return kind, np.array(points, dtype=np.float64)
+
+
+def surface_classes(rays: np.ndarray, frames: np.ndarray, distances: np.ndarray
+                    ) -> np.ndarray:
+    """What each camera-frame ray [P,3] meets first inside boxes [B,6] seen in frames
+    [B,3,3] (as ``render_faces``): [B,P] 0 ceiling, 1 floor, 2 a wall."""
+    local = np.einsum("pc,bck->bpk", rays, frames)
+    inverse = 1.0 / np.maximum(np.abs(local), 1e-9)
+    ahead = local > 0
+    hits = [np.where(ahead[..., axis], distances[:, 2 * axis + 1, None],
+                     distances[:, 2 * axis, None]) * inverse[..., axis] for axis in range(3)]
+    return np.where(np.minimum(hits[0], hits[2]) < hits[1], 2, ahead[..., 1].astype(np.int64))
+
+
+def fit_box_to_labels(labels: np.ndarray, K: np.ndarray, seed: int = 0
+                      ) -> tuple[int, np.ndarray] | None:
+    """LSUN type and corners [N,2] of the upright box (any yaw, pitch within +-PITCH_RANGE,
+    roll within +-ROLL_RANGE degrees, sampled face distances) whose ceiling / floor / wall
+    map agrees best with a surface label map [H,W] (1..5; walls are not told apart, so
+    one that shows a single wall label still gets its room corners from the kinks of its
+    ceiling and floor boundaries), on a LABEL_FIT_SIZE grid: random hypotheses, then
+    refinement around the best. None when the best box shows no LSUN layout."""
+    height, width = labels.shape
+    rows = np.round((np.arange(LABEL_FIT_SIZE[0]) + 0.5) * height / LABEL_FIT_SIZE[0] - 0.5)
+    cols = np.round((np.arange(LABEL_FIT_SIZE[1]) + 0.5) * width / LABEL_FIT_SIZE[1] - 0.5)
+    surface = np.array([-1, 2, 2, 2, 1, 0])  # label -> ceiling 0, floor 1, wall 2 (0: none)
+    target = surface[labels[np.ix_(rows.astype(int), cols.astype(int))]].ravel()
+    rays = _rays(K, np.eye(3), height, width, LABEL_FIT_SIZE)
+    rng = np.random.default_rng(seed)
+    angles = np.stack([rng.uniform(-PITCH_RANGE, PITCH_RANGE, HYPOTHESES),
+                       rng.uniform(-ROLL_RANGE, ROLL_RANGE, HYPOTHESES),
+                       rng.uniform(-45.0, 45.0, HYPOTHESES)], axis=1)
+    distances = np.exp(rng.uniform(np.log(0.3), np.log(8.0), (HYPOTHESES, 6)))
+    distances[:, 2] = np.exp(rng.uniform(np.log(0.3), np.log(2.5), HYPOTHESES))
+    distances[:, 3] = 1.0
+    best_score, best_angles, best_box = -1, angles[0], distances[0]
+    for round_index in range(REFINE_ROUNDS + 2):
+        scores = (surface_classes(rays, _frames(angles), distances) == target).sum(1)
+        if scores.max() > best_score:
+            index = int(scores.argmax())
+            best_score, best_angles, best_box = int(scores[index]), angles[index], distances[index]
+        shrink = round_index + 1
+        angles = best_angles + rng.normal(0.0, (4.0 / shrink, 2.0 / shrink, 6.0 / shrink),
+                                          (HYPOTHESES // 2, 3))
+        distances = best_box * np.exp(rng.normal(0.0, 0.3 / shrink, (HYPOTHESES // 2, 6)))
+        distances[:, 3] = 1.0
+    frame = _frames(best_angles[None])[0]
+    faces = render_faces(_rays(K, frame, height, width, (height, width)), best_box[None])[0]
+    return box_layout(K, frame, best_box, faces.reshape(height, width), height, width)
 
 
 def face_labels(frame: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -195,27 +388,54 @@ def face_labels(frame: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return labels
 
 
-def predict_layout(image: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Surface label map [H,W] uint8 (1..5) of an RGB image [H,W,3] in [0,1]."""
+def predict_layout(image: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """(surface label map [H,W] uint8 (1..5), LSUN type, corners [N,2] pixels) of an RGB
+    image [H,W,3] in [0,1]: those of the best-scoring box hypothesis whose view is one of
+    LSUN's layouts (``fallback_layout`` with the best box's labels when none of the first
+    LAYOUT_TRIES is)."""
     height, width = image.shape[:2]
     gray = cv2.cvtColor((np.clip(image, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
     segments = detect_segments(gray)
     frame = manhattan_frame(segments, K)
-    box = fit_box(segments, K, frame, height, width)
-    faces = render_faces(_rays(K, frame, height, width, (height, width)), box[None])[0]
-    return face_labels(frame, faces)[faces].reshape(height, width).astype(np.uint8)
+    boxes = fit_box(segments, K, frame, height, width)
+    rays = _rays(K, frame, height, width, (height, width))
+    faces = render_faces(rays, boxes[:1])[0]
+    labels = face_labels(frame, faces)[faces].reshape(height, width).astype(np.uint8)
+    layout = box_layout(K, frame, boxes[0], faces.reshape(height, width), height, width)
+    if layout is not None:
+        return labels, *layout
+    # Further hypotheses are checked on the scoring grid (which walls show is all it takes).
+    coarse = render_faces(_rays(K, frame, height, width, SCORE_SIZE), boxes[1:LAYOUT_TRIES])
+    for box, box_faces in zip(boxes[1:LAYOUT_TRIES], coarse, strict=True):
+        layout = box_layout(K, frame, box, box_faces.reshape(SCORE_SIZE), height, width)
+        if layout is not None:
+            faces = render_faces(rays, box[None])[0]
+            labels = face_labels(frame, faces)[faces].reshape(height, width).astype(np.uint8)
+            return labels, *layout
+    return labels, *fallback_layout(height, width)
+
+
+def fallback_layout(height: int, width: int) -> tuple[int, np.ndarray]:
+    """A wall straight ahead (LSUN type 6), its ceiling and floor lines level at a quarter
+    and three quarters of the image height: the layout given when no box hypothesis shows
+    one of LSUN's layouts (e.g. a frame that sees one wall only)."""
+    top, bottom = (height - 1) / 4, 3 * (height - 1) / 4
+    return 6, np.array([[0.0, top], [width - 1.0, top], [0.0, bottom], [width - 1.0, bottom]])
 
 
 def build_vp(spec: Any, info: Any, device: torch.device) -> Callable[[dict], Any]:
-    """Vanishing points from LSD segments and K, best box layout against the lines."""
+    """Vanishing points from LSD segments and K, best box layout against the lines: its
+    labels, LSUN type and corners."""
 
     def predict(batch: dict) -> dict[str, Any]:
-        labels = []
+        out: dict[str, list[Any]] = {"labels": [], "type": [], "corners": []}
         for image, K in zip(batch["image"], batch["K"], strict=True):
-            label_map = predict_layout(image.permute(1, 2, 0).cpu().numpy(),
-                                       K.cpu().numpy().astype(np.float64))
-            labels.append(torch.from_numpy(label_map).long().to(image.device))
-        return {"labels": labels}
+            label_map, kind, corners = predict_layout(image.permute(1, 2, 0).cpu().numpy(),
+                                                      K.cpu().numpy().astype(np.float64))
+            out["labels"].append(torch.from_numpy(label_map).long().to(image.device))
+            out["type"].append(kind)
+            out["corners"].append(torch.from_numpy(corners))
+        return out
 
     return predict
 

@@ -169,3 +169,20 @@ def test_bad_predictions_name_the_image(pred: dict, message: str) -> None:
     with pytest.raises(ContractError, match="img") as info:
         LayoutFamily().check_prediction(pred, _batch(), None)
     assert message in str(info.value)
+
+
+def test_label_tables_count_pairs_and_are_shared() -> None:
+    from bench.metrics.layout import label_tables
+
+    gt = t([[1, 1, 4], [5, 5, 4]])[None]
+    pred = [t([[1, 2, 4], [5, 0, 4]])]
+    tables = label_tables(pred, gt, ["img"])
+    # pairs (g, p): (1,1) (1,2) (4,4) (5,5) (5,0) (4,4)
+    expected = np.zeros((6, 6), dtype=np.int64)
+    for g, p in ((1, 1), (1, 2), (4, 4), (5, 5), (5, 0), (4, 4)):
+        expected[g, p] += 1
+    assert tables.shape == (1, 6, 6) and (tables[0] == expected).all()
+    # the same prediction and batch objects get the same tables back (one count per batch)
+    assert label_tables(pred, gt, ["img"]) is tables
+    with pytest.raises(ContractError, match="img2: ground-truth surface labels outside"):
+        label_tables([t([[1, 1]])], t([[1, 7]])[None], ["img2"])

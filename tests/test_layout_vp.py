@@ -3,12 +3,16 @@ box rendering that turns a hypothesis into surface labels."""
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import torch
 
 from baselines.layout_vp import (
     _frames,
+    _rays,
+    box_layout,
     detect_segments,
     face_labels,
     manhattan_frame,
@@ -75,3 +79,72 @@ def test_vp_layout_predicts_label_maps() -> None:
     labels = out["labels"][0]
     assert labels.shape == sample["labels"].shape
     assert set(labels.unique().tolist()) <= {1, 2, 3, 4, 5}
+
+
+def _box_from_planes(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame (columns: box x, y down, z) and face distances [6] of a box room from its
+    camera-frame planes [6,4] (row = label, n into the room, n . X + d = 0: the camera is
+    at distance d); faces out of view are put 100 m away."""
+    normals = {label: planes[label, :3] for label in range(1, 6) if np.abs(planes[label]).any()}
+    down = -normals[4] if 4 in normals else normals[5]
+    forward = -normals[next(label for label in (1, 2, 3) if label in normals)]
+    forward = forward - down * (down @ forward)
+    forward /= np.linalg.norm(forward)
+    frame = np.stack([np.cross(down, forward), down, forward], axis=1)
+    distances = np.full(6, 100.0)
+    distances[3], distances[2] = planes[4, 3] or 100.0, planes[5, 3] or 100.0
+    for label in (1, 2, 3):
+        if label in normals:
+            outward = frame.T @ -normals[label]
+            axis = 0 if abs(outward[0]) > abs(outward[2]) else 2
+            distances[2 * axis + (outward[axis] > 0)] = planes[label, 3]
+    return frame, distances
+
+
+def test_box_layout_reproduces_the_embedded_ground_truth() -> None:
+    # The box rooms of the validation split, rebuilt from their planes (extras/<image>.json):
+    # type and corners of the box must be the data set's own, to float32 precision.
+    root = ensure_embedded("synthetic-rooms")
+    rooms = LsunLayoutDataset(root, "validation")
+    checked = 0
+    for index in range(len(rooms)):
+        sample = rooms[index]
+        extras = json.loads((root / "extras" / f"{sample['id'].rsplit('.', 1)[0]}.json")
+                            .read_text(encoding="utf-8"))
+        if extras["room"] != "box":
+            continue
+        K = sample["K"].numpy().astype(np.float64)
+        height, width = sample["labels"].shape
+        frame, distances = _box_from_planes(sample["planes"].numpy().astype(np.float64))
+        faces = render_faces(_rays(K, frame, height, width, (height, width)),
+                             distances[None])[0].reshape(height, width)
+        kind, corners = box_layout(K, frame, distances, faces, height, width)
+        assert kind == int(sample["type"]), sample["id"]
+        assert np.abs(corners - sample["corners"].numpy()).max() < 1e-3, sample["id"]
+        checked += 1
+    assert checked >= 25  # 32 of the 60 views are of box rooms
+
+
+def test_vp_layout_gives_a_valid_type_and_corners() -> None:
+    from baselines.layout_vp import build_vp
+    from bench.families.layout import LayoutFamily
+
+    rooms = LsunLayoutDataset(ensure_embedded("synthetic-rooms"), "validation")
+    sample = rooms[3]
+    raw = build_vp(None, None, torch.device("cpu"))({"image": [sample["image"]],
+                                                      "K": [sample["K"]]})
+    batch = {"id": [sample["id"]], "labels": sample["labels"][None]}
+    pred = LayoutFamily().check_prediction(raw, batch, None)  # type fits corner count
+    assert 0 <= pred["type"][0] <= 10
+    assert pred["corners"][0].shape[1] == 2
+
+
+def test_fallback_layout_is_a_level_wall() -> None:
+    from baselines.layout_vp import fallback_layout
+    from bench.families.layout import rasterize_layout
+
+    kind, corners = fallback_layout(9, 10)
+    # type 6 in a 9x10 image: ceiling line at y = 2, floor line at y = 6.
+    assert kind == 6 and corners.tolist() == [[0, 2], [9, 2], [0, 6], [9, 6]]
+    labels = rasterize_layout(kind, corners, 9, 10)
+    assert (labels[:2] == 5).all() and (labels[3:6] == 1).all() and (labels[7:] == 4).all()

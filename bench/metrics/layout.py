@@ -23,6 +23,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from bench.lazy import lazy_import
 from bench.metrics.base import Metric, new_figure, save_figure
 from bench.registry import METRICS
 
+cv2 = lazy_import("cv2")
 np = lazy_import("numpy")
 torch = lazy_import("torch")
 layout_family = lazy_import("bench.families.layout")
@@ -52,17 +54,45 @@ def contingency(pred: torch.Tensor, gt: torch.Tensor, size: int | None = None,
     return np.bincount(codes, minlength=rows * cols).reshape(rows, cols)
 
 
-def scratch_for(buffers: dict[int, np.ndarray], labels: torch.Tensor) -> np.ndarray:
-    """A reusable int64 buffer (kept in ``buffers``) with one entry per pixel of ``labels``."""
-    size = labels.numel()
-    if size not in buffers:
-        buffers[size] = np.empty(size, dtype=np.int64)
-    return buffers[size]
-
-
 def _int64_pixels(labels: torch.Tensor) -> np.ndarray:
     values = labels.detach().reshape(-1).cpu().numpy()
     return values if values.dtype == np.int64 else values.astype(np.int64)
+
+
+def label_tables(pred: Sequence[torch.Tensor], gt: Sequence[torch.Tensor],
+                 ids: Sequence[Any]) -> np.ndarray:
+    """Contingency tables [B,6,6] (int64, ground truth x prediction) of surface label maps
+    [H,W] with values 0..5, one per image (``ids`` name the images in errors).
+
+    The pair code ``6 g + p`` of every pixel is formed in uint8 on the maps' device and
+    counted by OpenCV's histogram (float32 counts, exact below 2^24 pixels; larger maps are
+    counted by ``np.bincount``); a count short of the pixel count (ground-truth values 6..41;
+    larger ones wrap in uint8) is a ContractError. The tables of the batch last asked for are
+    kept: the layout metrics updated with the same prediction and batch objects share them,
+    so each map is read once per batch (a caller changing label maps in place between two
+    metric updates must pass new objects)."""
+    key = (pred, gt)
+    if _LAST_TABLES and _LAST_TABLES[0][0] is pred and _LAST_TABLES[0][1] is gt:
+        return _LAST_TABLES[0][2]
+    cells = layout_family.NUM_LABELS * layout_family.NUM_LABELS
+    tables = np.empty((len(pred), cells), dtype=np.int64)
+    for i, (labels, truth) in enumerate(zip(pred, gt, strict=True)):
+        codes = truth.to(torch.uint8, copy=True).mul_(layout_family.NUM_LABELS)
+        codes.add_(labels.to(torch.uint8))
+        codes = codes.reshape(1, -1).cpu().numpy()
+        if codes.size < 1 << 24:
+            counts = cv2.calcHist([codes], [0], None, [cells], [0, cells]).ravel()
+        else:
+            counts = np.bincount(codes.ravel(), minlength=cells)[:cells]
+        tables[i] = counts
+        if int(tables[i].sum()) != codes.size:
+            raise ContractError(f"{ids[i]}: ground-truth surface labels outside 0..5")
+    tables = tables.reshape(len(pred), layout_family.NUM_LABELS, layout_family.NUM_LABELS)
+    _LAST_TABLES[:] = [(*key, tables)]
+    return tables
+
+
+_LAST_TABLES: list[tuple[Any, Any, np.ndarray]] = []
 
 
 def pixel_error(pred: torch.Tensor, gt: torch.Tensor, correspondence: str = "hungarian",
@@ -71,7 +101,11 @@ def pixel_error(pred: torch.Tensor, gt: torch.Tensor, correspondence: str = "hun
     labels are compared after the one-to-one label correspondence that agrees on the most
     pixels; ``none``: labels compared as they are. ``size``: label values are below it
     (found from the maps when None); ``scratch``: as for ``contingency``."""
-    table = contingency(pred, gt, size, scratch)
+    return table_pixel_error(contingency(pred, gt, size, scratch), correspondence)
+
+
+def table_pixel_error(table: np.ndarray, correspondence: str = "hungarian") -> float:
+    """``pixel_error`` from the contingency table [G,P] of the two label maps."""
     total = table.sum()
     if correspondence == "none":
         n = min(table.shape)
@@ -105,8 +139,17 @@ def plane_iou(pred: torch.Tensor, gt: torch.Tensor, threshold: float = PLANE_IOU
               scratch: np.ndarray | None = None) -> tuple[float, float]:
     """(mean IoU, pixel error) of ScanNet-Layout for plane maps [H,W] (0 = no plane);
     ``scratch``: as for ``contingency``."""
-    table = contingency(pred, gt, scratch=scratch).astype(np.float64)
+    return table_plane_iou(contingency(pred, gt, scratch=scratch), threshold)
+
+
+def table_plane_iou(table: np.ndarray, threshold: float = PLANE_IOU_THRESHOLD
+                    ) -> tuple[float, float]:
+    """``plane_iou`` from the contingency table [G,P] (ground truth x prediction) of the two
+    plane maps (rows and columns of absent planes may be zero)."""
+    table = table.astype(np.float64)
     gt_area, pred_area = table.sum(1), table.sum(0)
+    with np.errstate(invalid="ignore"):  # 0 / 0 for pairs of absent planes, never read
+        ious = table / (gt_area[:, None] + pred_area[None, :] - table)
     gt_planes = [g for g in range(1, len(gt_area)) if gt_area[g] > 0]
     gt_planes.sort(key=lambda g: -gt_area[g])
     candidates = [p for p in range(1, len(pred_area)) if pred_area[p] > 0]
@@ -116,37 +159,39 @@ def plane_iou(pred: torch.Tensor, gt: torch.Tensor, threshold: float = PLANE_IOU
             break
         best, best_iou = None, threshold
         for p in candidates:
-            union = gt_area[g] + pred_area[p] - table[g, p]
-            iou = table[g, p] / union
-            if iou > best_iou:
-                best, best_iou = p, iou
+            if ious[g, p] > best_iou:
+                best, best_iou = p, ious[g, p]
         matches.append(best)
         if best is not None:
             candidates.remove(best)
     kept = len(matches) + len(candidates)
     classes = max(kept, len(gt_planes))
-    ious = []
-    for g, p in zip(gt_planes, matches + [None] * (len(gt_planes) - len(matches)), strict=True):
-        inter = table[g, p] if p is not None else 0.0
-        union = gt_area[g] + (pred_area[p] if p is not None else 0.0) - inter
-        ious.append(inter / union)
+    matched = matches + [None] * (len(gt_planes) - len(matches))
+    mean_iou = float(sum(ious[g, p] if p is not None else 0.0
+                         for g, p in zip(gt_planes, matched, strict=True)) / classes) \
+        if classes else 1.0
     agree = table[0, 0] if table.shape[0] and table.shape[1] else 0.0
     agree += sum(table[g, p] for g, p in zip(gt_planes, matches, strict=False) if p is not None)
-    mean_iou = float(sum(ious) / classes) if classes else 1.0
     return mean_iou, float(1.0 - agree / table.sum())
 
 
 def depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image (RMSE m, AbsRel) [B] of predicted layout depth [B,H,W] (or [H,W]) over
-    pixels with ground truth > 0; NaN for an image without any."""
-    mask = gt > 0
-    count = mask.flatten(-2).sum(-1).double()
+    pixels with ground truth > 0; NaN for an image without any. Where every pixel has
+    ground truth (one ``min`` pass tells), the masking passes are skipped."""
     gt = gt.float()
-    diff = torch.sub(pred.float(), gt).masked_fill_(~mask, 0.0)
+    diff = torch.sub(pred.float(), gt)
+    mask = None if gt.numel() and bool(gt.min() > 0) else gt > 0
+    if mask is None:
+        count = torch.full(gt.shape[:-2], gt.shape[-2] * gt.shape[-1], dtype=torch.float64,
+                           device=gt.device)
+    else:
+        count = mask.flatten(-2).sum(-1).double()
+        diff.masked_fill_(~mask, 0.0)
     scratch = torch.mul(diff, diff)
     rmse = (scratch.flatten(-2).sum(-1).double() / count).sqrt()
-    relative = diff.abs_().div_(torch.where(mask, gt, gt.new_ones(()), out=scratch))
-    abs_rel = relative.flatten(-2).sum(-1).double() / count
+    denominator = gt if mask is None else torch.where(mask, gt, gt.new_ones(()), out=scratch)
+    abs_rel = diff.abs_().div_(denominator).flatten(-2).sum(-1).double() / count
     return rmse, abs_rel
 
 
@@ -210,16 +255,12 @@ class LsunLayoutMetric(_PerImageMetric):
 
     def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         values: dict[str, list[float]] = {key: [] for key in self.keys}
-        buffers: dict[int, np.ndarray] = {}
+        _require_labels(pred, batch, "lsun_layout", "a label map or a type with corners")
+        tables = label_tables(pred["labels"], batch["labels"], batch["id"])
         for i, name in enumerate(batch["id"]):
             gt = batch["labels"][i]
             labels = pred["labels"][i]
-            if labels is None:
-                raise ContractError(f"{name}: the lsun_layout metric needs a label map or a "
-                                    "type with corners")
-            values["pixel_error"].append(pixel_error(labels, gt, self.correspondence,
-                                                     layout_family.NUM_LABELS,
-                                                     scratch_for(buffers, gt)))
+            values["pixel_error"].append(table_pixel_error(tables[i], self.correspondence))
             corners = pred["corners"][i]
             height, width = gt.shape[-2:]
             values["corner_error"].append(float("nan") if corners is None else corner_error(
@@ -312,14 +353,30 @@ class PlaneIouMetric(_PerImageMetric):
 
     def update(self, pred: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         values: dict[str, list[float]] = {key: [] for key in self.keys}
-        buffers: dict[int, np.ndarray] = {}
-        for i, name in enumerate(batch["id"]):
-            gt = batch["plane_map"][i] if "plane_map" in batch else batch["labels"][i]
-            planes = pred["plane_map"][i] if pred["plane_map"][i] is not None \
-                else pred["labels"][i]
-            if planes is None:
-                raise ContractError(f"{name}: the plane_iou metric needs a label or plane map")
-            iou, error = plane_iou(planes, gt, self.threshold, scratch_for(buffers, gt))
+        if "plane_map" not in batch and all(p is None for p in pred["plane_map"]):
+            _require_labels(pred, batch, "plane_iou", "a label or plane map")
+            tables = label_tables(pred["labels"], batch["labels"], batch["id"])
+        else:
+            tables = [self._plane_table(pred, batch, i) for i in range(len(batch["id"]))]
+        for table in tables:
+            iou, error = table_plane_iou(table, self.threshold)
             values["plane_iou"].append(iou)
             values["plane_pixel_error"].append(error)
         return self._record(values)
+
+    @staticmethod
+    def _plane_table(pred: dict[str, Any], batch: dict[str, Any], i: int) -> np.ndarray:
+        gt = batch["plane_map"][i] if "plane_map" in batch else batch["labels"][i]
+        planes = pred["plane_map"][i] if pred["plane_map"][i] is not None else pred["labels"][i]
+        if planes is None:
+            raise ContractError(f"{batch['id'][i]}: the plane_iou metric needs a label or "
+                                "plane map")
+        return contingency(planes, gt)
+
+
+def _require_labels(pred: dict[str, Any], batch: dict[str, Any], metric: str, needs: str
+                    ) -> None:
+    """ContractError naming the first image of the batch without a predicted label map."""
+    for name, labels in zip(batch["id"], pred["labels"], strict=True):
+        if labels is None:
+            raise ContractError(f"{name}: the {metric} metric needs {needs}")
