@@ -135,49 +135,62 @@ class Scene:
         t_hit = hits["t_hit"].numpy().reshape(-1)
         valid = np.isfinite(t_hit)
         # Per-pixel values are computed for the hit pixels only, in raster order, vectors
-        # component-major ([3,N]) so that numpy runs along long contiguous rows.
-        hit = slice(None) if valid.all() else np.flatnonzero(valid)
-        geometry = hits["geometry_ids"].numpy().reshape(-1)[hit]
-        ray = rays.origins_directions[:, hit]
-        points = ray[:3] + ray[3:] * t_hit[hit]
-        points_rows = np.ascontiguousarray(points.T)
+        # component-major ([3,N]) so that numpy runs along long contiguous rows. Gathers use
+        # ``take`` (numpy's 2-D fancy indexing is several times slower).
+        hit = None if valid.all() else np.flatnonzero(valid)
+
+        def at_hits(values: np.ndarray) -> np.ndarray:
+            return values if hit is None else values.take(hit, axis=-1)
+
+        geometry = at_hits(hits["geometry_ids"].numpy().reshape(-1))
+        t_hit = at_hits(t_hit)
+        ray = rays.origins_directions if hit is None else rays.origins_directions.take(hit, axis=0)
+        points_rows = ray[:, :3] + ray[:, 3:] * t_hit[:, None]
+        points = points_rows.T
 
         depth = np.zeros(shape, dtype=np.float32)
-        depth.reshape(-1)[hit] = _matmul_rows(points_rows, camera.R.T)[:, 2] + camera.t[2]
         instance = np.zeros(shape, dtype=np.int32)
-        instance.reshape(-1)[hit] = geometry + 1
+        z = _matmul_rows(points_rows, camera.R.T)[:, 2] + camera.t[2]
+        _scatter(depth.reshape(-1), hit, z)
+        _scatter(instance.reshape(-1), hit, geometry + 1)
 
         # Smooth normal: the hit's barycentric blend of its triangle's corner normals.
-        uvs = hits["primitive_uvs"].numpy().reshape(-1, 2)[hit]
-        u, v = uvs[:, 0], uvs[:, 1]
-        weights = [(1 - u - v).astype(np.float64), u.astype(np.float64), v.astype(np.float64)]
-        triangle = (self._first_triangle[geometry]
-                    + hits["primitive_ids"].numpy().reshape(-1)[hit])
+        uvs = at_hits(hits["primitive_uvs"].numpy().reshape(-1, 2).T)
+        u, v = uvs.astype(np.float64)
+        first = (1 - uvs[0] - uvs[1]).astype(np.float64)
+        triangle = self._first_triangle.take(geometry) + at_hits(
+            hits["primitive_ids"].numpy().reshape(-1))
         corners = self._corner_normals.take(triangle, axis=1)
-        normal = weights[0] * corners[0:3] + weights[1] * corners[3:6] + weights[2] * corners[6:9]
+        normal = first * corners[0:3]
+        normal += u * corners[3:6]
+        normal += v * corners[6:9]
         normal /= _norm_rows(normal) + 1e-12
         normal32 = normal.astype(np.float32)
 
         albedo = self._colours.take(geometry, axis=1)
         if self._textures is not None:
-            albedo = self._textures.shade(albedo, geometry, points, normal)
+            albedo *= self._textures.colour(geometry, points, normal)
 
         # Lambertian shading with the normal turned towards the camera. Turning it negates
         # the light's dot product exactly, so the sign is flipped after the sum.
-        towards_light = _dot_rows(normal32.astype(np.float64), self.light)
-        facing_away = _dot_rows(normal32, rays.view[:, hit]) > 0
-        diffuse = np.clip(np.where(facing_away, -towards_light, towards_light), 0.0, 1.0)
-        shaded = albedo * (self.ambient + (1 - self.ambient) * diffuse)
+        towards_light = _dot_rows(normal32, self.light)
+        facing_away = _dot_rows(normal32, at_hits(rays.view)) > 0
+        np.negative(towards_light, out=towards_light, where=facing_away)
+        np.clip(towards_light, 0.0, 1.0, out=towards_light)
+        towards_light *= 1 - self.ambient
+        towards_light += self.ambient
+        shaded = albedo * towards_light
         normals = np.zeros((*shape, 3), dtype=np.float32)
-        normals.reshape(-1, 3)[hit] = normal32.T
+        _scatter(normals.reshape(-1, 3), hit, normal32.T)
         if noise_std > 0:
             rgb = np.array(self._background(shape), dtype=np.float64)
-            rgb.reshape(-1, 3)[hit] = shaded.T
+            _scatter(rgb.reshape(-1, 3), hit, shaded.T)
             rng = np.random.default_rng(seed)
-            rgb = _to_uint8(rgb + rng.normal(0.0, noise_std, rgb.shape))
+            rgb += rng.normal(0.0, noise_std, rgb.shape)
+            rgb = _to_uint8(rgb)
         else:
             rgb = self._background_uint8(shape)
-            rgb.reshape(-1, 3)[hit] = _to_uint8(shaded).T
+            _scatter(rgb.reshape(-1, 3), hit, _to_uint8(shaded).T)
 
         poses = {}
         for index, obj in enumerate(self.objects, start=1):
@@ -222,7 +235,7 @@ class Scene:
 @dataclass(frozen=True)
 class _Rays:
     """A camera's rays: the Open3D tensor [H,W,6], its origins and directions as
-    [6,H*W] and the unit view directions [3,H*W], all float32."""
+    [H*W,6] (a view of the tensor) and the unit view directions [3,H*W], all float32."""
 
     tensor: o3d.core.Tensor
     origins_directions: np.ndarray
@@ -242,8 +255,8 @@ def _camera_rays(k_bytes: bytes, extrinsic_bytes: bytes, width: int, height: int
     tensor = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
         o3d.core.Tensor(k_open3d, dtype=o3d.core.Dtype.Float64),
         o3d.core.Tensor(extrinsic, dtype=o3d.core.Dtype.Float64), width, height)
-    origins_directions = np.ascontiguousarray(tensor.numpy().reshape(-1, 6).T)
-    directions = origins_directions[3:]
+    origins_directions = tensor.numpy().reshape(-1, 6)
+    directions = np.ascontiguousarray(origins_directions[:, 3:].T)
     view = directions / np.sqrt(_dot_rows(directions, directions))
     origins_directions.flags.writeable = view.flags.writeable = False
     return _Rays(tensor, origins_directions, view)
@@ -274,16 +287,29 @@ def _matmul_rows(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+def _scatter(target: np.ndarray, hit: np.ndarray | None, values: np.ndarray) -> None:
+    """``target[hit] = values`` along the first axis; ``hit`` None means every row."""
+    if hit is None:
+        target[...] = values
+    else:
+        target[hit] = values
+
+
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Float RGB in [0,1] (clipped) -> uint8, rounded half up."""
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    """Float RGB in [0,1] (clipped) -> uint8, rounded half up; ``rgb`` is overwritten."""
+    np.clip(rgb, 0, 1, out=rgb)
+    rgb *= 255
+    rgb += 0.5
+    return rgb.astype(np.uint8)
 
 
 @dataclass(frozen=True)
 class _Textures:
-    """The textured objects of a scene, as tables indexed by object id: every texture in one
-    float32 atlas [P,3] (rows ``offset`` .. ``offset + width * height``), their sizes, the
-    objects' texture scales (repeats per metre) and poses."""
+    """The textures of a scene's objects, as tables indexed by object id: every texture in
+    one float32 atlas [P,3] (rows ``offset`` .. ``offset + width * height``; an object
+    without a texture has one white texel, so its colour is multiplied by exactly 1), their
+    sizes, the objects' texture scales (repeats per metre), translations and the rotations
+    of the textured objects that are rotated."""
 
     atlas: np.ndarray
     offset: np.ndarray
@@ -292,14 +318,13 @@ class _Textures:
     scale: np.ndarray
     translation: np.ndarray
     rotation: dict[int, np.ndarray]
-    textured: np.ndarray
 
     @classmethod
     def of(cls, objects: list[SceneObject]) -> _Textures | None:
         """The tables of ``objects``' textures; None when none has a texture."""
         if all(obj.texture is None for obj in objects):
             return None
-        images = [np.zeros((1, 1, 3), dtype=np.float32) if obj.texture is None
+        images = [np.ones((1, 1, 3), dtype=np.float32) if obj.texture is None
                   else _texture_image(obj.texture) for obj in objects]
         sizes = np.array([image.shape[0] * image.shape[1] for image in images])
         return cls(
@@ -311,42 +336,45 @@ class _Textures:
             translation=np.array([obj.pose[:3, 3] for obj in objects], dtype=np.float64).T,
             rotation={index: obj.pose[:3, :3] for index, obj in enumerate(objects)
                       if obj.texture is not None and not np.array_equal(obj.pose[:3, :3],
-                                                                        np.eye(3))},
-            textured=np.array([obj.texture is not None for obj in objects]))
+                                                                        np.eye(3))})
 
-    def shade(self, albedo: np.ndarray, geometry: np.ndarray, points: np.ndarray,
-              normal: np.ndarray) -> np.ndarray:
-        """``albedo`` [3,N] times the triplanar texture colour at the hits of textured
-        objects (object ids ``geometry`` [N], world ``points`` and unit ``normal`` [3,N])."""
-        textured = self.textured[geometry]
-        hit = slice(None) if textured.all() else np.flatnonzero(textured)
-        ids = geometry[hit]
-        local = points[:, hit] - self.translation.take(ids, axis=1)
-        local_normal = normal[:, hit].copy() if self.rotation else normal[:, hit]
+    def colour(self, geometry: np.ndarray, points: np.ndarray, normal: np.ndarray
+               ) -> np.ndarray:
+        """The triplanar texture colour [3,N] (float32) at hits on objects ``geometry`` [N],
+        world ``points`` and unit ``normal`` [3,N]; 1 on objects without a texture (their
+        single texel is read whatever the projection, so they are not rotated)."""
+        local = points - self.translation.take(geometry, axis=1)
+        local_normal = normal.copy() if self.rotation else normal
         # Rotated objects only: a product with the identity is exact, so it is skipped.
         for index, rotation in self.rotation.items():
-            members = np.flatnonzero(ids == index)
+            members = np.flatnonzero(geometry == index)
             if len(members):
-                local[:, members] = _matmul_rows(np.ascontiguousarray(local[:, members].T),
-                                                 rotation).T
-                local_normal[:, members] = _matmul_rows(
-                    np.ascontiguousarray(local_normal[:, members].T), rotation).T
-        local *= self.scale[ids]
+                for vectors in (local, local_normal):
+                    rotated = _matmul_rows(np.ascontiguousarray(vectors.take(members, axis=1).T),
+                                           rotation)
+                    for axis in range(3):
+                        vectors[axis, members] = rotated[:, axis]
+        local *= self.scale.take(geometry)
         # Triplanar projection along the normal's dominant axis (the first on ties):
         # x -> (y, z), y -> (x, z), z -> (x, y). ``x - floor(x)`` rounds exactly like
         # ``np.mod(x, 1.0)`` (both round x - trunc(x) (+ 1) once) and is several times faster.
         size = np.abs(local_normal)
         along_x = (size[0] >= size[1]) & (size[0] >= size[2])
         along_z = ~along_x & (size[2] > size[1])
-        plane = np.stack([np.where(along_x, local[1], local[0]),
-                          np.where(along_z, local[1], local[2])])
-        plane -= np.floor(plane)
-        width = self.width[ids]
-        plane[0] *= width - 1
-        plane[1] *= self.height[ids] - 1
-        cols, rows = plane.astype(np.int64)
-        albedo[:, hit] *= self.atlas.take(self.offset[ids] + rows * width + cols, axis=0).T
-        return albedo
+        width = self.width.take(geometry)
+        cols = _texel(np.where(along_x, local[1], local[0]), width)
+        rows = _texel(np.where(along_z, local[1], local[2]), self.height.take(geometry))
+        index = self.offset.take(geometry) + rows * width + cols
+        return self.atlas.take(index, axis=0).T
+
+
+def _texel(coordinate: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """Texel index [N] (int64) of texture coordinates [N] (repeats) along a side of
+    ``extent`` [N] texels: the fraction scaled to ``extent - 1`` and truncated;
+    ``coordinate`` is overwritten."""
+    coordinate -= np.floor(coordinate)
+    coordinate *= extent - 1
+    return coordinate.astype(np.int64)
 
 
 def _texture_image(texture: np.ndarray) -> np.ndarray:
