@@ -20,7 +20,9 @@ the camera itself. ``bench.geometry.cameras.back_project`` turns depth into a po
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -130,42 +132,65 @@ class Scene:
         rays = _camera_rays(camera.K.astype(np.float64).tobytes(),
                             camera.extrinsic.astype(np.float64).tobytes(),
                             camera.width, camera.height)
-        hits = raycaster.cast_rays(rays.tensor)
+        hits = {key: value.numpy() for key, value in raycaster.cast_rays(rays.tensor).items()}
         shape = (camera.height, camera.width)
-        t_hit = hits["t_hit"].numpy().reshape(-1)
-        valid = np.isfinite(t_hit)
-        # Per-pixel values are computed for the hit pixels only, in raster order, vectors
-        # component-major ([3,N]) so that numpy runs along long contiguous rows. Gathers use
-        # ``take`` (numpy's 2-D fancy indexing is several times slower).
+        valid = np.isfinite(hits["t_hit"])
         hit = None if valid.all() else np.flatnonzero(valid)
+        count = valid.size if hit is None else len(hit)
+        out = _Outputs(
+            depth=np.zeros(shape, dtype=np.float32),
+            instance=np.zeros(shape, dtype=np.int32),
+            normals=np.zeros((*shape, 3), dtype=np.float32),
+            rgb=(np.array(self._background(shape), dtype=np.float64) if noise_std > 0
+                 else self._background_uint8(shape)))
+        blocks = [slice(start, min(start + _BLOCK, count)) for start in range(0, count, _BLOCK)]
+        pixels = blocks if hit is None else [hit[block] for block in blocks]
+        list(_pool().map(lambda block: self._shade(camera, rays, hits, block, out), pixels))
+        rgb = out.rgb
+        if noise_std > 0:
+            rng = np.random.default_rng(seed)
+            rgb += rng.normal(0.0, noise_std, rgb.shape)
+            rgb = _to_uint8(rgb)
 
-        def at_hits(values: np.ndarray) -> np.ndarray:
-            return values if hit is None else values.take(hit, axis=-1)
+        poses = {}
+        for index, obj in enumerate(self.objects, start=1):
+            rotation = camera.R @ obj.pose[:3, :3]
+            translation = camera.R @ obj.pose[:3, 3] + camera.t
+            poses[index] = (rotation, translation)
+        return Frame(rgb, out.depth, valid.reshape(shape), out.instance, out.normals, camera,
+                     poses)
 
-        geometry = at_hits(hits["geometry_ids"].numpy().reshape(-1))
-        t_hit = at_hits(t_hit)
-        ray = rays.origins_directions if hit is None else rays.origins_directions.take(hit, axis=0)
-        points_rows = ray[:, :3] + ray[:, 3:] * t_hit[:, None]
-        points = points_rows.T
+    def _shade(self, camera: Camera, rays: _Rays, hits: dict[str, np.ndarray],
+               pixels: slice | np.ndarray, out: _Outputs) -> None:
+        """Depth, instance id, normal and colour of the hit ``pixels`` (a slice of the frame's
+        raster order or their indices), written into ``out``. Vectors are component-major
+        ([3,N]) so that numpy runs along contiguous rows."""
 
-        depth = np.zeros(shape, dtype=np.float32)
-        instance = np.zeros(shape, dtype=np.int32)
-        z = _matmul_rows(points_rows, camera.R.T)[:, 2] + camera.t[2]
-        _scatter(depth.reshape(-1), hit, z)
-        _scatter(instance.reshape(-1), hit, geometry + 1)
+        def at(values: np.ndarray) -> np.ndarray:
+            """``values`` [..., H*W] at ``pixels``."""
+            if isinstance(pixels, slice):
+                return values[..., pixels]
+            return values.take(pixels, axis=-1)
+
+        t_hit = at(hits["t_hit"].reshape(-1))
+        geometry = at(hits["geometry_ids"].reshape(-1))
+        points = at(rays.origins) + at(rays.directions) * t_hit
+        z = _matmul_rows(np.ascontiguousarray(points.T), camera.R.T)[:, 2] + camera.t[2]
+        out.depth.reshape(-1)[pixels] = z
+        out.instance.reshape(-1)[pixels] = geometry + 1
 
         # Smooth normal: the hit's barycentric blend of its triangle's corner normals.
-        uvs = at_hits(hits["primitive_uvs"].numpy().reshape(-1, 2).T)
+        uvs = at(hits["primitive_uvs"].reshape(-1, 2).T)
         u, v = uvs.astype(np.float64)
         first = (1 - uvs[0] - uvs[1]).astype(np.float64)
-        triangle = self._first_triangle.take(geometry) + at_hits(
-            hits["primitive_ids"].numpy().reshape(-1))
+        triangle = self._first_triangle.take(geometry) + at(hits["primitive_ids"].reshape(-1))
         corners = self._corner_normals.take(triangle, axis=1)
         normal = first * corners[0:3]
         normal += u * corners[3:6]
         normal += v * corners[6:9]
         normal /= _norm_rows(normal) + 1e-12
         normal32 = normal.astype(np.float32)
+        out.normals.reshape(-1, 3)[pixels] = normal32.T
 
         albedo = self._colours.take(geometry, axis=1)
         if self._textures is not None:
@@ -174,30 +199,16 @@ class Scene:
         # Lambertian shading with the normal turned towards the camera. Turning it negates
         # the light's dot product exactly, so the sign is flipped after the sum.
         towards_light = _dot_rows(normal32, self.light)
-        facing_away = _dot_rows(normal32, at_hits(rays.view)) > 0
+        facing_away = _dot_rows(normal32, at(rays.view)) > 0
         np.negative(towards_light, out=towards_light, where=facing_away)
         np.clip(towards_light, 0.0, 1.0, out=towards_light)
         towards_light *= 1 - self.ambient
         towards_light += self.ambient
         shaded = albedo * towards_light
-        normals = np.zeros((*shape, 3), dtype=np.float32)
-        _scatter(normals.reshape(-1, 3), hit, normal32.T)
-        if noise_std > 0:
-            rgb = np.array(self._background(shape), dtype=np.float64)
-            _scatter(rgb.reshape(-1, 3), hit, shaded.T)
-            rng = np.random.default_rng(seed)
-            rgb += rng.normal(0.0, noise_std, rgb.shape)
-            rgb = _to_uint8(rgb)
+        if out.rgb.dtype == np.uint8:
+            out.rgb.reshape(-1, 3)[pixels] = _to_uint8(shaded).T
         else:
-            rgb = self._background_uint8(shape)
-            _scatter(rgb.reshape(-1, 3), hit, _to_uint8(shaded).T)
-
-        poses = {}
-        for index, obj in enumerate(self.objects, start=1):
-            rotation = camera.R @ obj.pose[:3, :3]
-            translation = camera.R @ obj.pose[:3, 3] + camera.t
-            poses[index] = (rotation, translation)
-        return Frame(rgb, depth, valid.reshape(shape), instance, normals, camera, poses)
+            out.rgb.reshape(-1, 3)[pixels] = shaded.T
 
     def _background_uint8(self, shape: tuple[int, int]) -> np.ndarray:
         """A writable uint8 copy of the background [H,W,3]."""
@@ -232,13 +243,36 @@ class Scene:
         return images[shape, kind]
 
 
+# Hit pixels shaded together (by one thread): each work array of a block fits in the cache.
+_BLOCK = 16384
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The threads that shade a frame's blocks (numpy releases the GIL in its loops)."""
+    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))),
+                              thread_name_prefix="arbench-render")
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """A frame's arrays, written block by block: depth, instance [H,W]; normals [H,W,3];
+    rgb [H,W,3] as uint8, or as float64 when noise is added to the whole frame after."""
+
+    depth: np.ndarray
+    instance: np.ndarray
+    normals: np.ndarray
+    rgb: np.ndarray
+
+
 @dataclass(frozen=True)
 class _Rays:
-    """A camera's rays: the Open3D tensor [H,W,6], its origins and directions as
-    [H*W,6] (a view of the tensor) and the unit view directions [3,H*W], all float32."""
+    """A camera's rays: the Open3D tensor [H,W,6], its origins and directions and the unit
+    view directions, each [3,H*W] float32."""
 
     tensor: o3d.core.Tensor
-    origins_directions: np.ndarray
+    origins: np.ndarray
+    directions: np.ndarray
     view: np.ndarray
 
 
@@ -255,11 +289,13 @@ def _camera_rays(k_bytes: bytes, extrinsic_bytes: bytes, width: int, height: int
     tensor = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
         o3d.core.Tensor(k_open3d, dtype=o3d.core.Dtype.Float64),
         o3d.core.Tensor(extrinsic, dtype=o3d.core.Dtype.Float64), width, height)
-    origins_directions = tensor.numpy().reshape(-1, 6)
-    directions = np.ascontiguousarray(origins_directions[:, 3:].T)
+    rows = tensor.numpy().reshape(-1, 6)
+    origins = np.ascontiguousarray(rows[:, :3].T)
+    directions = np.ascontiguousarray(rows[:, 3:].T)
     view = directions / np.sqrt(_dot_rows(directions, directions))
-    origins_directions.flags.writeable = view.flags.writeable = False
-    return _Rays(tensor, origins_directions, view)
+    for array in (origins, directions, view):
+        array.flags.writeable = False
+    return _Rays(tensor, origins, directions, view)
 
 
 def _dot_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -285,14 +321,6 @@ def _matmul_rows(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         np.matmul(points[start:start + _MATMUL_BLOCK], matrix,
                   out=out[start:start + _MATMUL_BLOCK])
     return out
-
-
-def _scatter(target: np.ndarray, hit: np.ndarray | None, values: np.ndarray) -> None:
-    """``target[hit] = values`` along the first axis; ``hit`` None means every row."""
-    if hit is None:
-        target[...] = values
-    else:
-        target[hit] = values
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
