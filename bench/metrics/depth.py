@@ -72,7 +72,10 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     out = torch.full((values.shape[0],), torch.nan, dtype=values.dtype, device=values.device)
     for index in range(values.shape[0]):
         if values.device.type == "cpu":
-            out[index] = float(_numpy_median(values[index].numpy()[mask[index].numpy()]))
+            selected = values[index].numpy()
+            covered = mask[index].numpy()
+            selected = selected.reshape(-1) if covered.all() else selected[covered]
+            out[index] = float(_numpy_median(selected))
             continue
         selected = values[index][mask[index]]
         n = selected.numel()
@@ -174,12 +177,16 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
 
     Work and (cascade) sums stay in the inputs' precision (float32 at least); results are
     returned as float64.
-    Pixels outside ``mask`` are set to p = d = 1, where every error term is 0.
+    Pixels outside ``mask`` are set to p = d = 1, where every error term is 0 (``pred`` and
+    ``gt`` are read only).
     """
     dtype = torch.promote_types(pred.dtype, torch.float32)
-    one = torch.ones((), dtype=dtype, device=pred.device)
-    p = torch.where(mask, pred.to(dtype), one)
-    d = torch.where(mask, gt.to(dtype), one)
+    if bool(mask.all()):
+        p, d = pred.to(dtype), gt.to(dtype)
+    else:
+        one = torch.ones((), dtype=dtype, device=pred.device)
+        p = torch.where(mask, pred.to(dtype), one)
+        d = torch.where(mask, gt.to(dtype), one)
 
     def total(x: torch.Tensor) -> torch.Tensor:
         return x.sum((1, 2)).double()
@@ -255,8 +262,18 @@ def prepare_prediction(pred: dict[str, Any], index: int, shape: tuple[int, int],
 def evaluation_mask(gt: torch.Tensor, valid: torch.Tensor, crop: str, min_depth: float,
                     max_depth: float) -> torch.Tensor:
     """Pixels that count: valid, min_depth < gt < max_depth, inside the crop. [B,H,W]."""
-    region = crop_mask(gt.shape[-2], gt.shape[-1], crop, gt.device)
-    return valid.bool() & (gt > min_depth) & (gt < max_depth) & region
+    mask = (gt > min_depth).logical_and_(gt < max_depth).logical_and_(valid)
+    if crop != "none":
+        mask &= crop_mask(gt.shape[-2], gt.shape[-1], crop, gt.device)
+    return mask
+
+
+def _batched(items: torch.Tensor | list[torch.Tensor], group: list[int]) -> torch.Tensor:
+    """``items`` [i] for i in ``group`` as one tensor [G,...]; a batch tensor taken whole is
+    returned as it is (no copy)."""
+    if torch.is_tensor(items) and group == list(range(len(items))):
+        return items
+    return torch.stack([items[i] for i in group])
 
 
 def colorize(values: np.ndarray, mask: np.ndarray | None = None, cmap: str = "magma",
@@ -322,6 +339,9 @@ class DepthMetrics(Metric):
                                 "evaluate it with alignment median or scale_shift")
         values = [prepare_prediction(pred, i, tuple(batch["depth"][i].shape[-2:]), self.resize)
                   for i in range(len(batch["id"]))]
+        if torch.is_tensor(pred["value"]) and all(
+                value.shape == pred["value"].shape[1:] for value in values):
+            values = pred["value"].float()  # nothing was resized: the batch as it came
         # Images of one size are measured together; mixed sizes (KITTI) one by one.
         if len({tuple(v.shape) for v in values}) == 1:
             groups = [list(range(len(values)))]
@@ -330,12 +350,11 @@ class DepthMetrics(Metric):
         out: dict[str, list[torch.Tensor]] = {
             key: [] for key in (*ERROR_KEYS, "valid_pixels", "clamped_pixels")}
         for group in groups:
-            gt = torch.stack([batch["depth"][i].float() for i in group])
-            valid = torch.stack([batch["valid"][i] for i in group])
-            mask = evaluation_mask(gt, valid, self.crop, self.min_depth, self.max_depth)
-            depth, raised, lowered = align(torch.stack([values[i] for i in group]),
-                                           pred["kind"], gt, mask, self.alignment,
-                                           self.min_depth, self.max_depth)
+            gt = _batched(batch["depth"], group).float()
+            mask = evaluation_mask(gt, _batched(batch["valid"], group), self.crop,
+                                   self.min_depth, self.max_depth)
+            depth, raised, lowered = align(_batched(values, group), pred["kind"], gt, mask,
+                                           self.alignment, self.min_depth, self.max_depth)
             raised_count = count_per_item(raised & mask)
             lowered_count = count_per_item(lowered & mask)
             self.accumulate("raised_to_min", raised_count.sum())
@@ -364,7 +383,7 @@ class DepthMetrics(Metric):
         self.accumulate("figure_samples", {
             "id": str(batch["id"][index]),
             "image": (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().cpu().numpy(),
-            "gt": gt.cpu().numpy(), "mask": mask[0].cpu().numpy(),
+            "gt": gt.cpu().numpy().copy(), "mask": mask[0].cpu().numpy(),
             "pred": depth.cpu().numpy(),
         })
 
