@@ -13,7 +13,10 @@ delta_k = fraction with max(d/p, p/d) < 1.25^k (strict).
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -69,14 +72,17 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image median [B] of ``values`` [B,H,W] over ``mask`` (numpy's: mean of the middle
     two for even counts, NaN if any value is NaN; numpy's selection on the CPU, torch's on a
     GPU); NaN for an empty mask."""
+    if values.device.type == "cpu":
+        def median(index: int) -> float:
+            selected, covered = values[index].numpy(), mask[index].numpy()
+            return float(_numpy_median(selected.reshape(-1) if covered.all()
+                                       else selected[covered]))
+
+        # numpy's selection holds no GIL: images are selected on every core at once.
+        return torch.tensor(list(_pool().map(median, range(values.shape[0]))),
+                            dtype=values.dtype)
     out = torch.full((values.shape[0],), torch.nan, dtype=values.dtype, device=values.device)
     for index in range(values.shape[0]):
-        if values.device.type == "cpu":
-            selected = values[index].numpy()
-            covered = mask[index].numpy()
-            selected = selected.reshape(-1) if covered.all() else selected[covered]
-            out[index] = float(_numpy_median(selected))
-            continue
         selected = values[index][mask[index]]
         n = selected.numel()
         if n:
@@ -84,6 +90,13 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             high = selected.kthvalue(n // 2 + 1).values
             out[index] = (low + high) / 2
     return out
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """One thread per core, for numpy work on the images of a batch."""
+    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))),
+                              thread_name_prefix="arbench-depth")
 
 
 def _numpy_median(values: np.ndarray) -> np.floating:
@@ -168,8 +181,10 @@ def align(prediction: torch.Tensor, kind: str, gt: torch.Tensor, mask: torch.Ten
         depth = depth * ratio[:, None, None]
     elif alignment != "none":
         raise ValueError(f"unknown alignment {alignment!r}; valid: {', '.join(ALIGNMENTS)}")
-    depth = torch.nan_to_num(depth, nan=torch.inf)
-    return Aligned(depth.clamp(min_depth, max_depth), depth < min_depth, depth > max_depth)
+    # From here on ``depth`` is a tensor of this function's own, changed in place.
+    depth = (depth.nan_to_num_ if depth is not prediction else depth.nan_to_num)(nan=torch.inf)
+    raised, lowered = depth < min_depth, depth > max_depth
+    return Aligned(depth.clamp_(min_depth, max_depth), raised, lowered)
 
 
 def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -355,8 +370,9 @@ class DepthMetrics(Metric):
                                    self.min_depth, self.max_depth)
             depth, raised, lowered = align(_batched(values, group), pred["kind"], gt, mask,
                                            self.alignment, self.min_depth, self.max_depth)
-            raised_count = count_per_item(raised & mask)
-            lowered_count = count_per_item(lowered & mask)
+            if not bool(mask.all()):
+                raised, lowered = raised & mask, lowered & mask
+            raised_count, lowered_count = count_per_item(raised), count_per_item(lowered)
             self.accumulate("raised_to_min", raised_count.sum())
             self.accumulate("lowered_to_max", lowered_count.sum())
             out["clamped_pixels"].append((raised_count + lowered_count).float())
