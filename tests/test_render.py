@@ -6,6 +6,7 @@ import numpy as np
 import open3d as o3d
 import pytest
 
+from bench.geometry import render
 from bench.geometry.cameras import (
     Camera,
     back_project,
@@ -159,10 +160,14 @@ def reference_render(scene: Scene, camera: Camera, noise_std: float, seed: int) 
             "normals": normals}
 
 
+@pytest.mark.parametrize("block", [16384, 1000])
 @pytest.mark.parametrize("noise_std", [0.0, 0.02])
-def test_render_matches_full_frame_reference_bit_for_bit(noise_std: float) -> None:
+def test_render_matches_full_frame_reference_bit_for_bit(
+        noise_std: float, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Textured axis-aligned walls, a rotated textured box, an untextured sphere, an image
-    background seen through a gap: every output equals the whole-frame formulas exactly."""
+    background seen through a gap: every output equals the whole-frame formulas exactly,
+    shaded in one block or in blocks of 1000 hit pixels spread over the thread pool."""
+    monkeypatch.setattr(render, "_BLOCK", block)
     rng = np.random.default_rng(4)
     texture = (rng.random((37, 53, 3)) * 255).astype(np.uint8)
     scene = Scene(background=(rng.random((30, 40, 3)) * 255).astype(np.uint8))
