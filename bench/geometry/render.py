@@ -72,8 +72,10 @@ class Frame:
 class Scene:
     """Objects, a background and a light; ``render(camera)`` rays every pixel.
 
-    Only the pixels a ray hits are shaded; a camera's rays are made once and reused
-    (``_camera_rays``), and each object's per-corner normals and texture are prepared once.
+    Only the pixels a ray hits are shaded, in blocks of ``_BLOCK`` pixels spread over one
+    thread per core (the outputs do not depend on the blocks); a camera's rays are made once
+    and reused (``_camera_rays``), and each object's per-corner normals and texture are
+    prepared once.
     """
 
     def __init__(
