@@ -139,12 +139,17 @@ class Scene:
         valid = np.isfinite(hits["t_hit"])
         hit = None if valid.all() else np.flatnonzero(valid)
         count = valid.size if hit is None else len(hit)
-        out = _Outputs(
-            depth=np.zeros(shape, dtype=np.float32),
-            instance=np.zeros(shape, dtype=np.int32),
-            normals=np.zeros((*shape, 3), dtype=np.float32),
-            rgb=(np.array(self._background(shape), dtype=np.float64) if noise_std > 0
-                 else self._background_uint8(shape)))
+        if hit is None:  # every pixel is written below
+            out = _Outputs(depth=np.empty(shape, dtype=np.float32),
+                           instance=np.empty(shape, dtype=np.int32),
+                           normals=np.empty((*shape, 3), dtype=np.float32),
+                           rgb=np.empty((*shape, 3), np.float64 if noise_std > 0 else np.uint8))
+        else:
+            out = _Outputs(depth=np.zeros(shape, dtype=np.float32),
+                           instance=np.zeros(shape, dtype=np.int32),
+                           normals=np.zeros((*shape, 3), dtype=np.float32),
+                           rgb=(np.array(self._background(shape), dtype=np.float64)
+                                if noise_std > 0 else self._background_uint8(shape)))
         blocks = [slice(start, min(start + _BLOCK, count)) for start in range(0, count, _BLOCK)]
         pixels = blocks if hit is None else [hit[block] for block in blocks]
         list(_pool().map(lambda block: self._shade(camera, rays, hits, block, out), pixels))
