@@ -301,3 +301,24 @@ def test_masked_median_is_numpys_median_to_the_bit() -> None:
     assert torch.isnan(medians[3]) and torch.isnan(medians[4])
     assert masked_median(torch.tensor([[[1.0, 4.0]]]), torch.ones(1, 1, 2, dtype=torch.bool)
                          ).item() == 2.5
+
+
+@pytest.mark.parametrize("alignment", ["none", "median"])
+@pytest.mark.parametrize("partial", [False, True])
+def test_update_leaves_the_batch_and_prediction_unchanged(alignment: str, partial: bool) -> None:
+    """Whole batch tensors are used without copies: the metric must not write into them,
+    NaN, infinite and out-of-range predictions included, nor keep views of them."""
+    rng = np.random.default_rng(2)
+    gt = torch.from_numpy(rng.uniform(0.5, 9.5, (3, 12, 16)).astype(np.float32))
+    value = gt * torch.from_numpy(rng.uniform(0.5, 2.0, gt.shape).astype(np.float32))
+    value[0, 0, :3] = torch.tensor([float("nan"), float("inf"), 1e-6])
+    valid = torch.from_numpy(rng.random(gt.shape) > 0.2) if partial else gt > 0
+    batch, pred = batch_of(gt, valid), {"kind": "depth", "value": value}
+    before = {"gt": gt.clone(), "value": value.clone(), "valid": valid.clone()}
+    metric = DepthMetrics(alignment=alignment, figures=1)
+    metric.update(pred, batch)
+    assert torch.equal(gt, before["gt"]) and torch.equal(valid, before["valid"])
+    assert torch.equal(value.nan_to_num(), before["value"].nan_to_num())
+    assert torch.isnan(value).sum() == 1
+    gt.zero_()
+    assert metric.state("figure_samples")[0]["gt"].max() > 0

@@ -6,6 +6,7 @@ import numpy as np
 import open3d as o3d
 import pytest
 
+from bench.geometry import render
 from bench.geometry.cameras import (
     Camera,
     back_project,
@@ -159,10 +160,14 @@ def reference_render(scene: Scene, camera: Camera, noise_std: float, seed: int) 
             "normals": normals}
 
 
+@pytest.mark.parametrize("block", [16384, 1000])
 @pytest.mark.parametrize("noise_std", [0.0, 0.02])
-def test_render_matches_full_frame_reference_bit_for_bit(noise_std: float) -> None:
+def test_render_matches_full_frame_reference_bit_for_bit(
+        noise_std: float, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Textured axis-aligned walls, a rotated textured box, an untextured sphere, an image
-    background seen through a gap: every output equals the whole-frame formulas exactly."""
+    background seen through a gap: every output equals the whole-frame formulas exactly,
+    shaded in one block or in blocks of 1000 hit pixels spread over the thread pool."""
+    monkeypatch.setattr(render, "_BLOCK", block)
     rng = np.random.default_rng(4)
     texture = (rng.random((37, 53, 3)) * 255).astype(np.uint8)
     scene = Scene(background=(rng.random((30, 40, 3)) * 255).astype(np.uint8))
@@ -184,3 +189,20 @@ def test_render_matches_full_frame_reference_bit_for_bit(noise_std: float) -> No
         assert set(np.unique(frame.instance)) == {0, 1, 2, 3, 4}
         for name, value in expected.items():
             np.testing.assert_array_equal(getattr(frame, name), value, err_msg=name)
+
+
+@pytest.mark.parametrize("noise_std", [0.0, 0.02])
+def test_render_with_every_pixel_hit_matches_reference(noise_std: float) -> None:
+    """A slanted textured wall filling the view (no background pixel): the outputs, which
+    are then written without a zeroed or background-filled start, equal the reference."""
+    rng = np.random.default_rng(6)
+    texture = (rng.random((29, 41, 3)) * 255).astype(np.uint8)
+    scene = Scene(background=(rng.random((30, 40, 3)) * 255).astype(np.uint8))
+    wall = o3d.geometry.TriangleMesh.create_box(4.0, 4.0, 0.05).translate((-2.0, -2.0, 0.0))
+    scene.add(SceneObject(wall, pose_matrix(rotation_matrix((0, 1, 0), 20), (0.0, 0.0, 1.5)),
+                          color=(0.9, 0.6, 0.8), texture=texture, texture_scale=2.0))
+    camera = Camera(K, 64, 48)
+    frame = scene.render(camera, noise_std=noise_std, seed=3)
+    assert frame.valid.all()
+    for name, value in reference_render(scene, camera, noise_std, seed=3).items():
+        np.testing.assert_array_equal(getattr(frame, name), value, err_msg=name)

@@ -20,7 +20,9 @@ the camera itself. ``bench.geometry.cameras.back_project`` turns depth into a po
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -70,8 +72,10 @@ class Frame:
 class Scene:
     """Objects, a background and a light; ``render(camera)`` rays every pixel.
 
-    Only the pixels a ray hits are shaded; a camera's rays are made once and reused
-    (``_camera_rays``), and each object's per-corner normals and texture are prepared once.
+    Only the pixels a ray hits are shaded, in blocks of ``_BLOCK`` pixels spread over one
+    thread per core (the outputs do not depend on the blocks); a camera's rays are made once
+    and reused (``_camera_rays``), and each object's per-corner normals and texture are
+    prepared once.
     """
 
     def __init__(
@@ -130,61 +134,88 @@ class Scene:
         rays = _camera_rays(camera.K.astype(np.float64).tobytes(),
                             camera.extrinsic.astype(np.float64).tobytes(),
                             camera.width, camera.height)
-        hits = raycaster.cast_rays(rays.tensor)
+        hits = {key: value.numpy() for key, value in raycaster.cast_rays(rays.tensor).items()}
         shape = (camera.height, camera.width)
-        t_hit = hits["t_hit"].numpy().reshape(-1)
-        valid = np.isfinite(t_hit)
-        # Per-pixel values are computed for the hit pixels only, in raster order, vectors
-        # component-major ([3,N]) so that numpy runs along long contiguous rows.
-        hit = slice(None) if valid.all() else np.flatnonzero(valid)
-        geometry = hits["geometry_ids"].numpy().reshape(-1)[hit]
-        ray = rays.origins_directions[:, hit]
-        points = ray[:3] + ray[3:] * t_hit[hit]
-        points_rows = np.ascontiguousarray(points.T)
-
-        depth = np.zeros(shape, dtype=np.float32)
-        depth.reshape(-1)[hit] = _matmul_rows(points_rows, camera.R.T)[:, 2] + camera.t[2]
-        instance = np.zeros(shape, dtype=np.int32)
-        instance.reshape(-1)[hit] = geometry + 1
-
-        # Smooth normal: the hit's barycentric blend of its triangle's corner normals.
-        uvs = hits["primitive_uvs"].numpy().reshape(-1, 2)[hit]
-        u, v = uvs[:, 0], uvs[:, 1]
-        weights = [(1 - u - v).astype(np.float64), u.astype(np.float64), v.astype(np.float64)]
-        triangle = (self._first_triangle[geometry]
-                    + hits["primitive_ids"].numpy().reshape(-1)[hit])
-        corners = self._corner_normals.take(triangle, axis=1)
-        normal = weights[0] * corners[0:3] + weights[1] * corners[3:6] + weights[2] * corners[6:9]
-        normal /= _norm_rows(normal) + 1e-12
-        normal32 = normal.astype(np.float32)
-
-        albedo = self._colours.take(geometry, axis=1)
-        if self._textures is not None:
-            albedo = self._textures.shade(albedo, geometry, points, normal)
-
-        # Lambertian shading with the normal turned towards the camera. Turning it negates
-        # the light's dot product exactly, so the sign is flipped after the sum.
-        towards_light = _dot_rows(normal32.astype(np.float64), self.light)
-        facing_away = _dot_rows(normal32, rays.view[:, hit]) > 0
-        diffuse = np.clip(np.where(facing_away, -towards_light, towards_light), 0.0, 1.0)
-        shaded = albedo * (self.ambient + (1 - self.ambient) * diffuse)
-        normals = np.zeros((*shape, 3), dtype=np.float32)
-        normals.reshape(-1, 3)[hit] = normal32.T
-        if noise_std > 0:
-            rgb = np.array(self._background(shape), dtype=np.float64)
-            rgb.reshape(-1, 3)[hit] = shaded.T
-            rng = np.random.default_rng(seed)
-            rgb = _to_uint8(rgb + rng.normal(0.0, noise_std, rgb.shape))
+        valid = np.isfinite(hits["t_hit"])
+        hit = None if valid.all() else np.flatnonzero(valid)
+        count = valid.size if hit is None else len(hit)
+        if hit is None:  # every pixel is written below
+            out = _Outputs(depth=np.empty(shape, dtype=np.float32),
+                           instance=np.empty(shape, dtype=np.int32),
+                           normals=np.empty((*shape, 3), dtype=np.float32),
+                           rgb=np.empty((*shape, 3), np.float64 if noise_std > 0 else np.uint8))
         else:
-            rgb = self._background_uint8(shape)
-            rgb.reshape(-1, 3)[hit] = _to_uint8(shaded).T
+            out = _Outputs(depth=np.zeros(shape, dtype=np.float32),
+                           instance=np.zeros(shape, dtype=np.int32),
+                           normals=np.zeros((*shape, 3), dtype=np.float32),
+                           rgb=(np.array(self._background(shape), dtype=np.float64)
+                                if noise_std > 0 else self._background_uint8(shape)))
+        blocks = [slice(start, min(start + _BLOCK, count)) for start in range(0, count, _BLOCK)]
+        pixels = blocks if hit is None else [hit[block] for block in blocks]
+        list(_pool().map(lambda block: self._shade(camera, rays, hits, block, out), pixels))
+        rgb = out.rgb
+        if noise_std > 0:
+            rng = np.random.default_rng(seed)
+            rgb += rng.normal(0.0, noise_std, rgb.shape)
+            rgb = _to_uint8(rgb)
 
         poses = {}
         for index, obj in enumerate(self.objects, start=1):
             rotation = camera.R @ obj.pose[:3, :3]
             translation = camera.R @ obj.pose[:3, 3] + camera.t
             poses[index] = (rotation, translation)
-        return Frame(rgb, depth, valid.reshape(shape), instance, normals, camera, poses)
+        return Frame(rgb, out.depth, valid.reshape(shape), out.instance, out.normals, camera,
+                     poses)
+
+    def _shade(self, camera: Camera, rays: _Rays, hits: dict[str, np.ndarray],
+               pixels: slice | np.ndarray, out: _Outputs) -> None:
+        """Depth, instance id, normal and colour of the hit ``pixels`` (a slice of the frame's
+        raster order or their indices), written into ``out``. Vectors are component-major
+        ([3,N]) so that numpy runs along contiguous rows."""
+
+        def at(values: np.ndarray) -> np.ndarray:
+            """``values`` [..., H*W] at ``pixels``."""
+            if isinstance(pixels, slice):
+                return values[..., pixels]
+            return values.take(pixels, axis=-1)
+
+        t_hit = at(hits["t_hit"].reshape(-1))
+        geometry = at(hits["geometry_ids"].reshape(-1))
+        points = at(rays.origins) + at(rays.directions) * t_hit
+        z = _matmul_rows(np.ascontiguousarray(points.T), camera.R.T)[:, 2] + camera.t[2]
+        out.depth.reshape(-1)[pixels] = z
+        out.instance.reshape(-1)[pixels] = geometry + 1
+
+        # Smooth normal: the hit's barycentric blend of its triangle's corner normals.
+        uvs = at(hits["primitive_uvs"].reshape(-1, 2).T)
+        u, v = uvs.astype(np.float64)
+        first = (1 - uvs[0] - uvs[1]).astype(np.float64)
+        triangle = self._first_triangle.take(geometry) + at(hits["primitive_ids"].reshape(-1))
+        corners = self._corner_normals.take(triangle, axis=1)
+        normal = first * corners[0:3]
+        normal += u * corners[3:6]
+        normal += v * corners[6:9]
+        normal /= _norm_rows(normal) + 1e-12
+        normal32 = normal.astype(np.float32)
+        out.normals.reshape(-1, 3)[pixels] = normal32.T
+
+        albedo = self._colours.take(geometry, axis=1)
+        if self._textures is not None:
+            albedo *= self._textures.colour(geometry, points, normal)
+
+        # Lambertian shading with the normal turned towards the camera. Turning it negates
+        # the light's dot product exactly, so the sign is flipped after the sum.
+        towards_light = _dot_rows(normal32, self.light)
+        facing_away = _dot_rows(normal32, at(rays.view)) > 0
+        np.negative(towards_light, out=towards_light, where=facing_away)
+        np.clip(towards_light, 0.0, 1.0, out=towards_light)
+        towards_light *= 1 - self.ambient
+        towards_light += self.ambient
+        shaded = albedo * towards_light
+        if out.rgb.dtype == np.uint8:
+            out.rgb.reshape(-1, 3)[pixels] = _to_uint8(shaded).T
+        else:
+            out.rgb.reshape(-1, 3)[pixels] = shaded.T
 
     def _background_uint8(self, shape: tuple[int, int]) -> np.ndarray:
         """A writable uint8 copy of the background [H,W,3]."""
@@ -219,13 +250,36 @@ class Scene:
         return images[shape, kind]
 
 
+# Hit pixels shaded together (by one thread): each work array of a block fits in the cache.
+_BLOCK = 16384
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The threads that shade a frame's blocks (numpy releases the GIL in its loops)."""
+    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))),
+                              thread_name_prefix="arbench-render")
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """A frame's arrays, written block by block: depth, instance [H,W]; normals [H,W,3];
+    rgb [H,W,3] as uint8, or as float64 when noise is added to the whole frame after."""
+
+    depth: np.ndarray
+    instance: np.ndarray
+    normals: np.ndarray
+    rgb: np.ndarray
+
+
 @dataclass(frozen=True)
 class _Rays:
-    """A camera's rays: the Open3D tensor [H,W,6], its origins and directions as
-    [6,H*W] and the unit view directions [3,H*W], all float32."""
+    """A camera's rays: the Open3D tensor [H,W,6], its origins and directions and the unit
+    view directions, each [3,H*W] float32."""
 
     tensor: o3d.core.Tensor
-    origins_directions: np.ndarray
+    origins: np.ndarray
+    directions: np.ndarray
     view: np.ndarray
 
 
@@ -242,11 +296,13 @@ def _camera_rays(k_bytes: bytes, extrinsic_bytes: bytes, width: int, height: int
     tensor = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
         o3d.core.Tensor(k_open3d, dtype=o3d.core.Dtype.Float64),
         o3d.core.Tensor(extrinsic, dtype=o3d.core.Dtype.Float64), width, height)
-    origins_directions = np.ascontiguousarray(tensor.numpy().reshape(-1, 6).T)
-    directions = origins_directions[3:]
+    rows = tensor.numpy().reshape(-1, 6)
+    origins = np.ascontiguousarray(rows[:, :3].T)
+    directions = np.ascontiguousarray(rows[:, 3:].T)
     view = directions / np.sqrt(_dot_rows(directions, directions))
-    origins_directions.flags.writeable = view.flags.writeable = False
-    return _Rays(tensor, origins_directions, view)
+    for array in (origins, directions, view):
+        array.flags.writeable = False
+    return _Rays(tensor, origins, directions, view)
 
 
 def _dot_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -275,15 +331,20 @@ def _matmul_rows(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Float RGB in [0,1] (clipped) -> uint8, rounded half up."""
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    """Float RGB in [0,1] (clipped) -> uint8, rounded half up; ``rgb`` is overwritten."""
+    np.clip(rgb, 0, 1, out=rgb)
+    rgb *= 255
+    rgb += 0.5
+    return rgb.astype(np.uint8)
 
 
 @dataclass(frozen=True)
 class _Textures:
-    """The textured objects of a scene, as tables indexed by object id: every texture in one
-    float32 atlas [P,3] (rows ``offset`` .. ``offset + width * height``), their sizes, the
-    objects' texture scales (repeats per metre) and poses."""
+    """The textures of a scene's objects, as tables indexed by object id: every texture in
+    one float32 atlas [P,3] (rows ``offset`` .. ``offset + width * height``; an object
+    without a texture has one white texel, so its colour is multiplied by exactly 1), their
+    sizes, the objects' texture scales (repeats per metre), translations and the rotations
+    of the textured objects that are rotated."""
 
     atlas: np.ndarray
     offset: np.ndarray
@@ -292,14 +353,13 @@ class _Textures:
     scale: np.ndarray
     translation: np.ndarray
     rotation: dict[int, np.ndarray]
-    textured: np.ndarray
 
     @classmethod
     def of(cls, objects: list[SceneObject]) -> _Textures | None:
         """The tables of ``objects``' textures; None when none has a texture."""
         if all(obj.texture is None for obj in objects):
             return None
-        images = [np.zeros((1, 1, 3), dtype=np.float32) if obj.texture is None
+        images = [np.ones((1, 1, 3), dtype=np.float32) if obj.texture is None
                   else _texture_image(obj.texture) for obj in objects]
         sizes = np.array([image.shape[0] * image.shape[1] for image in images])
         return cls(
@@ -311,42 +371,45 @@ class _Textures:
             translation=np.array([obj.pose[:3, 3] for obj in objects], dtype=np.float64).T,
             rotation={index: obj.pose[:3, :3] for index, obj in enumerate(objects)
                       if obj.texture is not None and not np.array_equal(obj.pose[:3, :3],
-                                                                        np.eye(3))},
-            textured=np.array([obj.texture is not None for obj in objects]))
+                                                                        np.eye(3))})
 
-    def shade(self, albedo: np.ndarray, geometry: np.ndarray, points: np.ndarray,
-              normal: np.ndarray) -> np.ndarray:
-        """``albedo`` [3,N] times the triplanar texture colour at the hits of textured
-        objects (object ids ``geometry`` [N], world ``points`` and unit ``normal`` [3,N])."""
-        textured = self.textured[geometry]
-        hit = slice(None) if textured.all() else np.flatnonzero(textured)
-        ids = geometry[hit]
-        local = points[:, hit] - self.translation.take(ids, axis=1)
-        local_normal = normal[:, hit].copy() if self.rotation else normal[:, hit]
+    def colour(self, geometry: np.ndarray, points: np.ndarray, normal: np.ndarray
+               ) -> np.ndarray:
+        """The triplanar texture colour [3,N] (float32) at hits on objects ``geometry`` [N],
+        world ``points`` and unit ``normal`` [3,N]; 1 on objects without a texture (their
+        single texel is read whatever the projection, so they are not rotated)."""
+        local = points - self.translation.take(geometry, axis=1)
+        local_normal = normal.copy() if self.rotation else normal
         # Rotated objects only: a product with the identity is exact, so it is skipped.
         for index, rotation in self.rotation.items():
-            members = np.flatnonzero(ids == index)
+            members = np.flatnonzero(geometry == index)
             if len(members):
-                local[:, members] = _matmul_rows(np.ascontiguousarray(local[:, members].T),
-                                                 rotation).T
-                local_normal[:, members] = _matmul_rows(
-                    np.ascontiguousarray(local_normal[:, members].T), rotation).T
-        local *= self.scale[ids]
+                for vectors in (local, local_normal):
+                    rotated = _matmul_rows(np.ascontiguousarray(vectors.take(members, axis=1).T),
+                                           rotation)
+                    for axis in range(3):
+                        vectors[axis, members] = rotated[:, axis]
+        local *= self.scale.take(geometry)
         # Triplanar projection along the normal's dominant axis (the first on ties):
         # x -> (y, z), y -> (x, z), z -> (x, y). ``x - floor(x)`` rounds exactly like
         # ``np.mod(x, 1.0)`` (both round x - trunc(x) (+ 1) once) and is several times faster.
         size = np.abs(local_normal)
         along_x = (size[0] >= size[1]) & (size[0] >= size[2])
         along_z = ~along_x & (size[2] > size[1])
-        plane = np.stack([np.where(along_x, local[1], local[0]),
-                          np.where(along_z, local[1], local[2])])
-        plane -= np.floor(plane)
-        width = self.width[ids]
-        plane[0] *= width - 1
-        plane[1] *= self.height[ids] - 1
-        cols, rows = plane.astype(np.int64)
-        albedo[:, hit] *= self.atlas.take(self.offset[ids] + rows * width + cols, axis=0).T
-        return albedo
+        width = self.width.take(geometry)
+        cols = _texel(np.where(along_x, local[1], local[0]), width)
+        rows = _texel(np.where(along_z, local[1], local[2]), self.height.take(geometry))
+        index = self.offset.take(geometry) + rows * width + cols
+        return self.atlas.take(index, axis=0).T
+
+
+def _texel(coordinate: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """Texel index [N] (int64) of texture coordinates [N] (repeats) along a side of
+    ``extent`` [N] texels: the fraction scaled to ``extent - 1`` and truncated;
+    ``coordinate`` is overwritten."""
+    coordinate -= np.floor(coordinate)
+    coordinate *= extent - 1
+    return coordinate.astype(np.int64)
 
 
 def _texture_image(texture: np.ndarray) -> np.ndarray:

@@ -13,7 +13,10 @@ delta_k = fraction with max(d/p, p/d) < 1.25^k (strict).
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -69,11 +72,17 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image median [B] of ``values`` [B,H,W] over ``mask`` (numpy's: mean of the middle
     two for even counts, NaN if any value is NaN; numpy's selection on the CPU, torch's on a
     GPU); NaN for an empty mask."""
+    if values.device.type == "cpu":
+        def median(index: int) -> float:
+            selected, covered = values[index].numpy(), mask[index].numpy()
+            return float(_numpy_median(selected.reshape(-1) if covered.all()
+                                       else selected[covered]))
+
+        # numpy's selection holds no GIL: images are selected on every core at once.
+        return torch.tensor(list(_pool().map(median, range(values.shape[0]))),
+                            dtype=values.dtype)
     out = torch.full((values.shape[0],), torch.nan, dtype=values.dtype, device=values.device)
     for index in range(values.shape[0]):
-        if values.device.type == "cpu":
-            out[index] = float(_numpy_median(values[index].numpy()[mask[index].numpy()]))
-            continue
         selected = values[index][mask[index]]
         n = selected.numel()
         if n:
@@ -81,6 +90,13 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             high = selected.kthvalue(n // 2 + 1).values
             out[index] = (low + high) / 2
     return out
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """One thread per core, for numpy work on the images of a batch."""
+    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))),
+                              thread_name_prefix="arbench-depth")
 
 
 def _numpy_median(values: np.ndarray) -> np.floating:
@@ -165,8 +181,10 @@ def align(prediction: torch.Tensor, kind: str, gt: torch.Tensor, mask: torch.Ten
         depth = depth * ratio[:, None, None]
     elif alignment != "none":
         raise ValueError(f"unknown alignment {alignment!r}; valid: {', '.join(ALIGNMENTS)}")
-    depth = torch.nan_to_num(depth, nan=torch.inf)
-    return Aligned(depth.clamp(min_depth, max_depth), depth < min_depth, depth > max_depth)
+    # From here on ``depth`` is a tensor of this function's own, changed in place.
+    depth = (depth.nan_to_num_ if depth is not prediction else depth.nan_to_num)(nan=torch.inf)
+    raised, lowered = depth < min_depth, depth > max_depth
+    return Aligned(depth.clamp_(min_depth, max_depth), raised, lowered)
 
 
 def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -174,12 +192,16 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
 
     Work and (cascade) sums stay in the inputs' precision (float32 at least); results are
     returned as float64.
-    Pixels outside ``mask`` are set to p = d = 1, where every error term is 0.
+    Pixels outside ``mask`` are set to p = d = 1, where every error term is 0 (``pred`` and
+    ``gt`` are read only).
     """
     dtype = torch.promote_types(pred.dtype, torch.float32)
-    one = torch.ones((), dtype=dtype, device=pred.device)
-    p = torch.where(mask, pred.to(dtype), one)
-    d = torch.where(mask, gt.to(dtype), one)
+    if bool(mask.all()):
+        p, d = pred.to(dtype), gt.to(dtype)
+    else:
+        one = torch.ones((), dtype=dtype, device=pred.device)
+        p = torch.where(mask, pred.to(dtype), one)
+        d = torch.where(mask, gt.to(dtype), one)
 
     def total(x: torch.Tensor) -> torch.Tensor:
         return x.sum((1, 2)).double()
@@ -257,8 +279,18 @@ def prepare_prediction(pred: dict[str, Any], index: int, shape: tuple[int, int],
 def evaluation_mask(gt: torch.Tensor, valid: torch.Tensor, crop: str, min_depth: float,
                     max_depth: float) -> torch.Tensor:
     """Pixels that count: valid, min_depth < gt < max_depth, inside the crop. [B,H,W]."""
-    region = crop_mask(gt.shape[-2], gt.shape[-1], crop, gt.device)
-    return valid.bool() & (gt > min_depth) & (gt < max_depth) & region
+    mask = (gt > min_depth).logical_and_(gt < max_depth).logical_and_(valid)
+    if crop != "none":
+        mask &= crop_mask(gt.shape[-2], gt.shape[-1], crop, gt.device)
+    return mask
+
+
+def _batched(items: torch.Tensor | list[torch.Tensor], group: list[int]) -> torch.Tensor:
+    """``items`` [i] for i in ``group`` as one tensor [G,...]; a batch tensor taken whole is
+    returned as it is (no copy)."""
+    if torch.is_tensor(items) and group == list(range(len(items))):
+        return items
+    return torch.stack([items[i] for i in group])
 
 
 def colorize(values: np.ndarray, mask: np.ndarray | None = None, cmap: str = "magma",
@@ -331,6 +363,9 @@ class DepthMetrics(Metric):
                                 "evaluate it with alignment median or scale_shift")
         values = [prepare_prediction(pred, i, tuple(batch["depth"][i].shape[-2:]), self.resize)
                   for i in range(len(batch["id"]))]
+        if torch.is_tensor(pred["value"]) and all(
+                value.shape == pred["value"].shape[1:] for value in values):
+            values = pred["value"].float()  # nothing was resized: the batch as it came
         # Images of one size are measured together; mixed sizes (KITTI) one by one.
         if len({tuple(v.shape) for v in values}) == 1:
             groups = [list(range(len(values)))]
@@ -339,14 +374,14 @@ class DepthMetrics(Metric):
         out: dict[str, list[torch.Tensor]] = {
             key: [] for key in (*ERROR_KEYS, "valid_pixels", "clamped_pixels")}
         for group in groups:
-            gt = torch.stack([batch["depth"][i].float() for i in group])
-            valid = torch.stack([batch["valid"][i] for i in group])
-            mask = evaluation_mask(gt, valid, self.crop, self.min_depth, self.max_depth)
-            depth, raised, lowered = align(torch.stack([values[i] for i in group]),
-                                           pred["kind"], gt, mask, self.alignment,
-                                           self.min_depth, self.max_depth)
-            raised_count = count_per_item(raised & mask)
-            lowered_count = count_per_item(lowered & mask)
+            gt = _batched(batch["depth"], group).float()
+            mask = evaluation_mask(gt, _batched(batch["valid"], group), self.crop,
+                                   self.min_depth, self.max_depth)
+            depth, raised, lowered = align(_batched(values, group), pred["kind"], gt, mask,
+                                           self.alignment, self.min_depth, self.max_depth)
+            if not bool(mask.all()):
+                raised, lowered = raised & mask, lowered & mask
+            raised_count, lowered_count = count_per_item(raised), count_per_item(lowered)
             self.accumulate("raised_to_min", raised_count.sum())
             self.accumulate("lowered_to_max", lowered_count.sum())
             out["clamped_pixels"].append((raised_count + lowered_count).float())
@@ -373,7 +408,7 @@ class DepthMetrics(Metric):
         self.accumulate("figure_samples", {
             "id": str(batch["id"][index]),
             "image": (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().cpu().numpy(),
-            "gt": gt.cpu().numpy(), "mask": mask[0].cpu().numpy(),
+            "gt": gt.cpu().numpy().copy(), "mask": mask[0].cpu().numpy(),
             "pred": depth.cpu().numpy(),
         })
 

@@ -1,53 +1,22 @@
-"""Depth and DAVIS speed: renderer frames/s at 640x480, the depth metric against a
-hand-written Monodepth2-style numpy loop, and J&F against the davis2017-style numpy/OpenCV
-per-frame loop (same inputs, same numbers)."""
+"""Depth and DAVIS speed: the depth metric against a hand-written Monodepth2-style numpy
+loop, and J&F against the davis2017-style numpy/OpenCV per-frame loop (same inputs, same
+numbers; each pair timed in interleaved rounds so that both see the same machine load).
+The renderer's case is ``render`` (bench/perf/render.py)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
-import open3d as o3d
 import torch
 
-from bench.geometry.cameras import Camera, intrinsics_from_fov, look_at
-from bench.geometry.render import Scene, SceneObject
 from bench.metrics.depth import DepthMetrics
 from bench.metrics.segmentation import f_measure, jaccard
 from bench.perf import best_time
 from bench.registry import PERF_CASES
 from bench.runner import pick_device
-
-
-def render_rate(width: int = 640, height: int = 480, frames: int = 5) -> tuple[float, float]:
-    """Frames/s of ``Scene.render`` (RGB, depth, masks, normals, poses) of a textured room
-    with props, and of Open3D's bare ``cast_rays`` of the same scene and rays (the floor)."""
-    from bench.synth.synthetic_depth import make_room, place_props, textures
-
-    rng = np.random.default_rng(0)
-    tex = textures()
-    room, extent = make_room(rng, tex)
-    scene = Scene()
-    for obj in room + place_props(rng, tex, extent, 4):
-        scene.add(obj)
-    scene.add(SceneObject(o3d.geometry.TriangleMesh.create_sphere(0.3)))
-    camera = Camera(intrinsics_from_fov(width, height, 60.0), width, height,
-                    *look_at((0, -1.5, 1.4), (0, 1, 0.5)))
-    scene.render(camera)
-    k_open3d = camera.K.copy()
-    k_open3d[:2, 2] += 0.5
-    rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
-        o3d.core.Tensor(k_open3d), o3d.core.Tensor(camera.extrinsic), width, height)
-    raycaster = o3d.t.geometry.RaycastingScene()
-    for obj in scene.objects:
-        mesh = o3d.geometry.TriangleMesh(obj.mesh).transform(obj.pose)
-        raycaster.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
-    render, cast = float("inf"), float("inf")
-    for _ in range(3):  # interleaved, so that both see the same machine load
-        render = min(render, best_time(lambda: [scene.render(camera) for _ in range(frames)], 1))
-        cast = min(cast, best_time(lambda: [raycaster.cast_rays(rays) for _ in range(frames)], 1))
-    return frames / render, frames / cast
 
 
 def numpy_depth_loop(gts: np.ndarray, preds: np.ndarray) -> float:
@@ -90,10 +59,17 @@ def numpy_jf(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return float(np.mean(js)), float(np.mean(fs))
 
 
+def interleaved(ours: Callable[[], object], plain: Callable[[], object], rounds: int
+                ) -> tuple[float, float]:
+    """Best wall times (s) of ``ours`` and ``plain`` over ``rounds`` alternating calls."""
+    times = [(best_time(ours, 1), best_time(plain, 1)) for _ in range(rounds)]
+    return min(t[0] for t in times), min(t[1] for t in times)
+
+
 @PERF_CASES.register("depth")
 def case(device: str | None = None, rounds: int = 3) -> list[dict]:
-    """Renderer frames/s at 640x480 and 320x240; depth metric and J&F vs plain loops (on the
-    CPU torch runs single-threaded, like the numpy loops it is compared with)."""
+    """Depth metric and J&F vs plain numpy loops (on the CPU torch runs single-threaded,
+    like the numpy loops it is compared with; the metric's medians use one thread per core)."""
     torch_device = pick_device(device)
     threads = torch.get_num_threads()
     if torch_device.type == "cpu":
@@ -106,12 +82,6 @@ def case(device: str | None = None, rounds: int = 3) -> list[dict]:
 
 def _rows(torch_device: torch.device, rounds: int) -> list[dict]:
     rows = []
-    for width, height in ((640, 480), (320, 240)):
-        render, cast = render_rate(width, height)
-        rows.append({"case": f"renderer {width}x{height} vs bare cast_rays",
-                     "arbench": f"{render:.1f} frames/s", "plain loop": f"{cast:.1f} frames/s",
-                     "ratio": f"{render / cast:.2f}", "agree": ""})
-
     rng = np.random.default_rng(0)
     gts = rng.uniform(0.5, 9.5, (16, 480, 640)).astype(np.float32)
     preds = (gts * rng.uniform(0.8, 1.25, gts.shape)).astype(np.float32)
@@ -126,8 +96,7 @@ def _rows(torch_device: torch.device, rounds: int) -> list[dict]:
         metric.update(pred, batch)
         metric_value.update(metric.compute())
 
-    ours = best_time(run_metric, rounds)
-    plain = best_time(lambda: numpy_depth_loop(gts, preds), rounds)
+    ours, plain = interleaved(run_metric, lambda: numpy_depth_loop(gts, preds), rounds)
     agree = abs(metric_value["abs_rel"] - numpy_depth_loop(gts, preds)) < 1e-5
     rows.append({"case": "depth metrics 16x640x480", "arbench": f"{16 / ours:.1f} images/s",
                  "plain loop": f"{16 / plain:.1f} images/s", "ratio": f"{plain / ours:.2f}",
@@ -144,8 +113,7 @@ def _rows(torch_device: torch.device, rounds: int) -> list[dict]:
     def run_jf() -> None:
         result[:] = [float(jaccard(g, p).mean()), float(f_measure(g, p).mean())]
 
-    ours = best_time(run_jf, rounds)
-    plain = best_time(lambda: numpy_jf(gt_masks, pred_masks), rounds)
+    ours, plain = interleaved(run_jf, lambda: numpy_jf(gt_masks, pred_masks), rounds)
     ref = numpy_jf(gt_masks, pred_masks)
     agree = abs(result[0] - ref[0]) < 1e-9 and abs(result[1] - ref[1]) < 1e-9
     rows.append({"case": "J&F 30 frames 854x480", "arbench": f"{30 / ours:.1f} frames/s",
