@@ -8,11 +8,9 @@ records go to ``leaderboards/samples/``, so a second demo on an unchanged checko
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -30,8 +28,6 @@ from bench.tables import build_table, read_leaderboard, render
 console = Console()
 FIGURES_PER_RUN = 4
 FIGURE_MAX_SIDE = 800
-# Embedded sets built at once by `arbench demo` (processes; the demo's machine has 2 cores).
-BUILD_WORKERS = 2
 
 
 def demo_tasks() -> list[TaskSpec]:
@@ -53,7 +49,6 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
     specs = [load_spec(t) for t in tasks] if tasks else demo_tasks()
     stable_figures()
     start = time.perf_counter()
-    build_embedded_sets([spec.dataset.embedded for spec in specs if spec.dataset.embedded])
     for spec in specs:
         read_leaderboard_rows(leaderboard_dir / spec.leaderboard_name)
     for spec in specs:
@@ -74,32 +69,6 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
     console.print(f"demo finished in {time.perf_counter() - start:.0f}s: leaderboards in "
                   f"{leaderboard_dir}/, tables in {readme}{site}, runs in {out_dir}/")
     return readme
-
-
-def build_embedded_sets(names: list[str], workers: int = BUILD_WORKERS) -> None:
-    """Build the embedded sets ``names`` before the runs, those never built ``workers`` at a
-    time in separate processes. Each builder is seeded and writes only its own folder, so the
-    files are those of builds one after the other (their checksums are in MANIFEST.json)."""
-    from bench.adapters.base import embedded_root, ensure_embedded
-
-    names = list(dict.fromkeys(names))
-    new = [name for name in names if not (embedded_root(name) / "MANIFEST.json").is_file()]
-    if len(new) > 1 and workers > 1:
-        context = multiprocessing.get_context("spawn")  # no fork of a process running torch
-        with ProcessPoolExecutor(min(workers, len(new)), mp_context=context) as pool:
-            for name, seconds in zip(new, pool.map(_build, new), strict=True):
-                console.print(f"built {name} ({seconds:.0f}s)")
-    for name in names:
-        ensure_embedded(name)
-
-
-def _build(name: str) -> float:
-    """Build the embedded set ``name`` (in a worker process); its wall time in seconds."""
-    from bench.adapters.base import ensure_embedded
-
-    start = time.perf_counter()
-    ensure_embedded(name)
-    return time.perf_counter() - start
 
 
 def publish_figures(figures: list[str], target: Path) -> None:
