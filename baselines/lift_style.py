@@ -1,12 +1,14 @@
 """``lift-style`` and ``sift-learned-desc``: a LIFT-like learned pipeline (Yi et al., ECCV
 2016) in torch, and its descriptor on SIFT's own keypoints and orientations.
 
-``lift-style``: DoG keypoints (filling the task's keypoint budget), a learned orientation
-estimator and an L2-Net/HardNet-like descriptor CNN on rotation-normalised 32x32 patches.
-``arbench train lift-style`` extracts patch correspondences once from random homographies
-of scikit-image photographs disjoint from the evaluation images (``lift_patches``) and
-trains on those tensors: HardNet's hardest-in-batch triplet loss for the descriptor, a
-rotation-consistency loss for the orientation estimator.
+``lift-style``: DoG candidates, a learned orientation estimator, an L2-Net/HardNet-like
+descriptor CNN on rotation-normalised 32x32 patches, and a learned matchability score that
+chooses which candidates fill the task's keypoint budget. ``arbench train lift-style``
+extracts patch correspondences once from random homographies of scikit-image photographs
+disjoint from the evaluation images (``lift_patches``) and trains on those tensors:
+HardNet's hardest-in-batch triplet loss for the descriptor, a rotation-consistency loss for
+the orientation estimator; then the matchability score on whether each described candidate
+of further random views is matched correctly.
 """
 
 from __future__ import annotations
