@@ -435,6 +435,12 @@ def train_matchability(model: LiftStyle, budget: int, device: torch.device,
     return report
 
 
+def _float16_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state on the CPU, floating-point tensors in float16 (the weights file)."""
+    return {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
+            for k, v in model.state_dict().items()}
+
+
 def train_lift_style(spec: Any, device: torch.device, out: Path | None = None,
                      epochs: int | None = None, seed: int = 0) -> Path:
     """Extract patch correspondences from ``TRAIN_PHOTOS`` and ``VALIDATION_PHOTOS`` (never
@@ -485,12 +491,13 @@ def train_lift_style(spec: Any, device: torch.device, out: Path | None = None,
                   f"orientation error {scores['orientation_mean_deg']:.1f} deg mean, "
                   f"{scores['orientation_median_deg']:.1f} median "
                   f"({time.perf_counter() - start:.0f}s)")
+    # The score learns from the descriptor as it is saved (float16).
+    model.load_state_dict({k: v.float() for k, v in _float16_state(model).items()})
     matchability = train_matchability(model, budget, device, seed)
     wall_s = time.perf_counter() - start
     path = out or weights_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
-             for k, v in model.state_dict().items()}
+    state = _float16_state(model)
     torch.save({"state_dict": state, "train_photos": list(TRAIN_PHOTOS),
                 "validation_photos": list(VALIDATION_PHOTOS), "seed": seed, "steps": steps,
                 "batch": BATCH, "train_pairs": len(train), "validation_pairs": len(held_out),
@@ -508,9 +515,11 @@ def retrain_matchability(path: Path, spec: Any, device: torch.device, seed: int 
     model = LiftStyle()
     fixed = {k: v.float() if v.is_floating_point() else v
              for k, v in checkpoint["state_dict"].items() if not k.startswith("matchability.")}
-    model.load_state_dict(fixed, strict=False)
+    missing = model.load_state_dict(fixed, strict=False).missing_keys
+    if any(not key.startswith("matchability.") for key in missing):
+        raise ModelError(f"{path} is not a lift-style weights file",
+                         f"missing {', '.join(missing[:3])}")
     model = model.to(device)
     checkpoint["matchability"] = train_matchability(model, max_keypoints(spec), device, seed)
-    checkpoint["state_dict"] = {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
-                                for k, v in model.state_dict().items()}
+    checkpoint["state_dict"] = _float16_state(model)
     torch.save(checkpoint, path)

@@ -35,9 +35,12 @@ from baselines.lift_style import (
     hardest_triplet_loss,
     lift_style_extractor,
     load_lift_style,
+    retrain_matchability,
     rotated_crops,
     weights_path,
 )
+from bench.errors import ModelError
+from bench.spec import load_spec
 from bench.synth.homography_pairs import EVAL_IMAGES, photograph
 
 
@@ -153,6 +156,13 @@ def test_committed_weights_load() -> None:
     assert report["train_keypoints"] > 100_000 and report["validation_keypoints"] > 10_000
     # Better than chance on the held-out photographs.
     assert report["validation"]["auc"] > 0.6
+
+
+def test_retraining_the_score_needs_a_lift_style_weights_file(tmp_path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {"layer.weight": torch.zeros(2)}}, path)
+    with pytest.raises(ModelError, match="not a lift-style weights file"):
+        retrain_matchability(path, load_spec("matching-homography"), torch.device("cpu"))
 
 
 def test_illumination_only_view_keeps_the_geometry() -> None:
