@@ -155,19 +155,25 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
 
 
-def random_view(rng: np.random.Generator, photo: np.ndarray
+def random_view(rng: np.random.Generator, photo: np.ndarray, warp: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A photograph (uint8 RGB) -> grayscale A, grayscale B and the homography A -> B:
     the embedded set's homography generator (strength up to 1.3) times a rotation of up to
-    60 deg, photometric changes on both (B stronger) and JPEG compression half the time."""
+    60 deg (the identity when ``warp`` is false: an illumination-only view), photometric
+    changes on both (B stronger) and JPEG compression (a quarter of the A, half of the B
+    images)."""
     from bench.synth.homography_pairs import photometric, random_homography
 
     height, width = photo.shape[:2]
-    homography = random_homography(rng, width, height, strength=rng.uniform(0.3, 1.3))
-    turn = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0),
-                                   rng.uniform(-60, 60), 1.0)
-    homography = np.vstack([turn, [0, 0, 1]]) @ homography
-    warped = cv2.warpPerspective(photo, homography, (width, height), flags=cv2.INTER_LINEAR)
+    homography = np.eye(3)
+    warped = photo
+    if warp:
+        homography = random_homography(rng, width, height, strength=rng.uniform(0.3, 1.3))
+        turn = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0),
+                                       rng.uniform(-60, 60), 1.0)
+        homography = np.vstack([turn, [0, 0, 1]]) @ homography
+        warped = cv2.warpPerspective(photo, homography, (width, height),
+                                     flags=cv2.INTER_LINEAR)
     grays = []
     for image, strength, jpeg_chance in ((photo, 0.4, 0.25), (warped, 1.0, 0.5)):
         changed = photometric(image, rng, rng.uniform(0, strength))

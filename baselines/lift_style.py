@@ -1,12 +1,14 @@
 """``lift-style`` and ``sift-learned-desc``: a LIFT-like learned pipeline (Yi et al., ECCV
 2016) in torch, and its descriptor on SIFT's own keypoints and orientations.
 
-``lift-style``: DoG keypoints (filling the task's keypoint budget), a learned orientation
-estimator and an L2-Net/HardNet-like descriptor CNN on rotation-normalised 32x32 patches.
-``arbench train lift-style`` extracts patch correspondences once from random homographies
-of scikit-image photographs disjoint from the evaluation images (``lift_patches``) and
-trains on those tensors: HardNet's hardest-in-batch triplet loss for the descriptor, a
-rotation-consistency loss for the orientation estimator.
+``lift-style``: DoG candidates, a learned orientation estimator, an L2-Net/HardNet-like
+descriptor CNN on rotation-normalised 32x32 patches, and a learned matchability score that
+chooses which candidates fill the task's keypoint budget. ``arbench train lift-style``
+extracts patch correspondences once from random homographies of scikit-image photographs
+disjoint from the evaluation images (``lift_patches``) and trains on those tensors:
+HardNet's hardest-in-batch triplet loss for the descriptor, a rotation-consistency loss for
+the orientation estimator; then the matchability score on whether each described candidate
+of further random views is matched correctly.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +39,14 @@ from baselines.lift_patches import (
     extract_patch_pairs,
     image_pyramid,
     patch_sides,
+    random_view,
     standardise,
 )
 from baselines.matching import gray_uint8, keypoint_arrays, max_keypoints
 from bench.errors import ModelError
 from bench.families.base import Predictor
 from bench.families.matching import per_image_predictor
+from bench.metrics.matching import match_descriptors, match_errors, shared_masks
 from bench.models import register_baseline
 
 TRAIN_TASK = "matching-homography"
@@ -51,6 +56,12 @@ VALIDATION_VIEWS = 12
 BATCH = 512
 EPOCHS = 10
 ANGLE_JITTER = math.radians(8.0)
+CANDIDATE_CONTRAST = 0.01
+CANDIDATE_FACTOR = 4
+MATCHABILITY_THRESHOLD = 0.3
+MATCHABILITY_VIEWS = 8
+MATCHABILITY_EPOCHS = 20
+CORRECT_PX = 3.0
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -95,13 +106,32 @@ class DescriptorNet(nn.Module):
         return F.normalize(self.layers(patches).flatten(1), dim=1)
 
 
+class MatchabilityNet(nn.Module):
+    """A keypoint's learned descriptor [N,128], DoG response [N] and size [N] (px) -> the
+    logit [N] of its being matched correctly (Hartmann et al., "Predicting matchability",
+    CVPR 2014, here a small MLP): the score that chooses which keypoints fill the budget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scalars = nn.BatchNorm1d(2, affine=False)
+        self.layers = nn.Sequential(nn.Linear(130, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    def forward(self, descriptors: torch.Tensor, responses: torch.Tensor,
+                sizes: torch.Tensor) -> torch.Tensor:
+        """Logits [N] (sigmoid -> probability of a correct mutual-nearest-neighbour match)."""
+        scalars = self.scalars(torch.stack([responses.log(), sizes.log()], dim=1))
+        return self.layers(torch.cat([descriptors, scalars], dim=1)).squeeze(1)
+
+
 class LiftStyle(nn.Module):
-    """Orientation estimator + descriptor on patches cut from a grayscale image pyramid."""
+    """Orientation estimator + descriptor on patches cut from a grayscale image pyramid, and
+    a matchability score of the described keypoints."""
 
     def __init__(self) -> None:
         super().__init__()
         self.orientation = OrientationNet()
         self.descriptor = DescriptorNet()
+        self.matchability = MatchabilityNet()
 
     def orient(self, pyramid: list[torch.Tensor], points: torch.Tensor,
                sides: torch.Tensor) -> torch.Tensor:
@@ -113,6 +143,30 @@ class LiftStyle(nn.Module):
                  angles: torch.Tensor) -> torch.Tensor:
         """Descriptors [N,128] of patches at ``angles`` [N] (rad)."""
         return self.descriptor(standardise(cut_patches(pyramid, points, sides, angles)))
+
+
+def candidate_detector(budget: int) -> cv2.SIFT:
+    """DoG at ``CANDIDATE_CONTRAST``, asked for ``CANDIDATE_FACTOR`` x ``budget`` locations
+    (plus SIFT's repeated orientations): the pool the matchability score chooses from."""
+    return dog_detector(budget * CANDIDATE_FACTOR, CANDIDATE_CONTRAST)
+
+
+def describe_candidates(model: LiftStyle, gray: np.ndarray, detector: cv2.SIFT, limit: int,
+                        device: torch.device) -> dict[str, torch.Tensor]:
+    """At most ``limit`` DoG keypoints of a uint8 [H,W] image (the strongest), their learned
+    orientations and descriptors, and their matchability probabilities: ``keypoints`` [N,2]
+    (px), ``sizes`` [N] (px), ``responses`` [N], ``descriptors`` [N,128], ``matchability`` [N]."""
+    points, sizes, responses = dog_keypoints(gray, detector, limit)
+    pyramid = image_pyramid(torch.from_numpy(gray).float().to(device))
+    pts = torch.from_numpy(points).to(device)
+    size = torch.from_numpy(sizes).to(device)
+    response = torch.from_numpy(responses).to(device)
+    sides = torch.from_numpy(patch_sides(sizes)).to(device)
+    with torch.no_grad():
+        descriptors = model.describe(pyramid, pts, sides, model.orient(pyramid, pts, sides))
+        matchability = torch.sigmoid(model.matchability(descriptors, response, size))
+    return {"keypoints": pts, "sizes": size, "responses": response,
+            "descriptors": descriptors, "matchability": matchability}
 
 
 def weights_path(task: str = TRAIN_TASK) -> Path:
@@ -139,20 +193,20 @@ def _image_pyramid(image: torch.Tensor) -> tuple[np.ndarray, list[torch.Tensor]]
 
 def lift_style_extractor(model: LiftStyle, budget: int
                          ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    """``extract(image [3,H,W]) -> keypoints, descriptors, scores``: at most ``budget`` DoG
-    keypoints (the strongest), learned orientations, learned descriptors."""
-    detector = dog_detector(budget, CONTRAST_THRESHOLD)
+    """``extract(image [3,H,W]) -> keypoints, descriptors, scores``: DoG candidates with
+    learned orientations and descriptors; those whose matchability reaches
+    ``MATCHABILITY_THRESHOLD``, at most ``budget`` of them (the most matchable), scored by
+    their matchability."""
+    detector = candidate_detector(budget)
 
     def extract(image: torch.Tensor) -> dict[str, torch.Tensor]:
-        gray, pyramid = _image_pyramid(image)
-        points, sizes, responses = dog_keypoints(gray, detector, budget)
-        device = image.device
-        pts = torch.from_numpy(points).to(device)
-        sides = torch.from_numpy(patch_sides(sizes)).to(device)
-        with torch.no_grad():
-            descriptors = model.describe(pyramid, pts, sides, model.orient(pyramid, pts, sides))
-        return {"keypoints": pts, "descriptors": descriptors,
-                "scores": torch.from_numpy(responses).to(device)}
+        found = describe_candidates(model, gray_uint8(image), detector,
+                                    budget * CANDIDATE_FACTOR, image.device)
+        score = found["matchability"]
+        keep = torch.nonzero(score >= MATCHABILITY_THRESHOLD).squeeze(1)
+        keep = keep[score[keep].argsort(descending=True, stable=True)[:budget]].sort().values
+        return {"keypoints": found["keypoints"][keep],
+                "descriptors": found["descriptors"][keep], "scores": score[keep]}
 
     return extract
 
@@ -262,6 +316,131 @@ def validate(model: LiftStyle, pairs: PatchPairs, seed: int) -> dict[str, float]
             "orientation_median_deg": degrees.median().item()}
 
 
+@dataclass
+class MatchabilitySamples:
+    """Described DoG keypoints and whether each was matched correctly: ``descriptors``
+    [N,128], ``responses`` [N], ``sizes`` [N] (px), ``correct`` [N] float 0/1."""
+
+    descriptors: torch.Tensor
+    responses: torch.Tensor
+    sizes: torch.Tensor
+    correct: torch.Tensor
+
+    def inputs(self, index: torch.Tensor | slice = slice(None)) -> tuple[torch.Tensor, ...]:
+        """The matchability network's inputs of the samples at ``index``."""
+        return (self.descriptors[index], self.responses[index], self.sizes[index])
+
+    def __len__(self) -> int:
+        return len(self.correct)
+
+
+def correct_match_labels(points_a: np.ndarray, desc_a: torch.Tensor, points_b: np.ndarray,
+                         desc_b: torch.Tensor, homography: np.ndarray,
+                         shape_a: tuple[int, int], shape_b: tuple[int, int]
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mutual nearest neighbours of descriptors [Na,D], [Nb,D]; per keypoint of A and of B
+    whether its match lies within ``CORRECT_PX`` of the truth (bool [Na], [Nb]) and whether
+    it is seen by both images (bool [Na], [Nb]; only those can be matched correctly)."""
+    matches = match_descriptors(desc_a, desc_b).cpu().numpy()
+    errors = match_errors(points_a.astype(np.float64), points_b.astype(np.float64), matches,
+                          homography)
+    good = matches[errors <= CORRECT_PX]
+    correct_a, correct_b = np.zeros(len(points_a), bool), np.zeros(len(points_b), bool)
+    correct_a[good[:, 0]] = True
+    correct_b[good[:, 1]] = True
+    shared_a, shared_b = shared_masks(points_a.astype(np.float64),
+                                      points_b.astype(np.float64), homography, shape_a, shape_b)
+    return correct_a, correct_b, shared_a, shared_b
+
+
+def matchability_samples(model: LiftStyle, photos: tuple[str, ...], views_per_photo: int,
+                         seed: int, budget: int, device: torch.device) -> MatchabilitySamples:
+    """Keypoints of random views of ``photos`` (half of them illumination-only), described
+    by ``model`` and labelled by matching each view's two images with mutual nearest
+    neighbours among all candidates; keypoints outside the shared region are left out."""
+    from bench.synth.homography_pairs import EVAL_IMAGES, photograph
+
+    if set(photos) & {*EVAL_IMAGES, "cat"}:
+        raise ValueError(f"matchability photographs overlap the evaluation set: {photos}")
+    rng = np.random.default_rng(seed)
+    detector = candidate_detector(budget)
+    parts: list[tuple[torch.Tensor, ...]] = []
+    for name in photos:
+        for _ in range(views_per_photo):
+            photo = photograph(name, max_side=int(rng.choice([360, 480, 640])))
+            gray_a, gray_b, homography = random_view(rng, photo, warp=bool(rng.uniform() < 0.5))
+            a, b = (describe_candidates(model, gray, detector, budget * CANDIDATE_FACTOR, device)
+                    for gray in (gray_a, gray_b))
+            correct_a, correct_b, shared_a, shared_b = correct_match_labels(
+                a["keypoints"].cpu().numpy(), a["descriptors"], b["keypoints"].cpu().numpy(),
+                b["descriptors"], homography, gray_a.shape, gray_b.shape)
+            for found, correct, shared in ((a, correct_a, shared_a), (b, correct_b, shared_b)):
+                keep = torch.from_numpy(shared).to(device)
+                parts.append((found["descriptors"][keep], found["responses"][keep],
+                              found["sizes"][keep],
+                              torch.from_numpy(correct[shared]).float().to(device)))
+    return MatchabilitySamples(*(torch.cat(column) for column in zip(*parts, strict=True)))
+
+
+def matchability_scores(model: LiftStyle, samples: MatchabilitySamples) -> dict[str, float]:
+    """Binary cross-entropy and ROC AUC of the matchability score on ``samples``."""
+    from sklearn.metrics import roc_auc_score
+
+    model.eval()
+    with torch.no_grad():
+        logits = model.matchability(*samples.inputs())
+        loss = F.binary_cross_entropy_with_logits(logits, samples.correct).item()
+    return {"bce": loss, "auc": float(roc_auc_score(samples.correct.cpu().numpy(),
+                                                    logits.cpu().numpy())),
+            "positive_rate": samples.correct.mean().item()}
+
+
+def train_matchability(model: LiftStyle, budget: int, device: torch.device,
+                       seed: int = 0) -> dict[str, Any]:
+    """Train ``model.matchability`` (orientation and descriptor fixed) on keypoints of
+    ``MATCHABILITY_VIEWS`` random views per training photograph: binary cross-entropy,
+    Adam, ``MATCHABILITY_EPOCHS`` epochs, batches of 1024. Returns the sample counts, the
+    training and validation (validation photographs) losses and AUCs and the timings."""
+    start = time.perf_counter()
+    model.eval()
+    train = matchability_samples(model, TRAIN_PHOTOS, MATCHABILITY_VIEWS, seed + 2, budget,
+                                 device)
+    held_out = matchability_samples(model, VALIDATION_PHOTOS, MATCHABILITY_VIEWS, seed + 3,
+                                    budget, device)
+    extraction_s = time.perf_counter() - start
+    torch.manual_seed(seed)
+    model.matchability = head = MatchabilityNet().to(device)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+    batch = 1024
+    head.train()
+    for _ in range(MATCHABILITY_EPOCHS):
+        order = torch.randperm(len(train), generator=generator).to(device)
+        for first in range(0, len(train) - batch + 1, batch):
+            index = order[first:first + batch]
+            logits = head(*train.inputs(index))
+            loss = F.binary_cross_entropy_with_logits(logits, train.correct[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    head.eval()
+    report = {"train_keypoints": len(train), "validation_keypoints": len(held_out),
+              "train": matchability_scores(model, train),
+              "validation": matchability_scores(model, held_out),
+              "extraction_s": extraction_s, "wall_s": time.perf_counter() - start}
+    print(f"lift-style matchability: {len(train)} training, {len(held_out)} validation "
+          f"keypoints; train BCE {report['train']['bce']:.3f} AUC {report['train']['auc']:.3f}, "
+          f"validation BCE {report['validation']['bce']:.3f} "
+          f"AUC {report['validation']['auc']:.3f} ({report['wall_s']:.0f}s)")
+    return report
+
+
+def _float16_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state on the CPU, floating-point tensors in float16 (the weights file)."""
+    return {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
+            for k, v in model.state_dict().items()}
+
+
 def train_lift_style(spec: Any, device: torch.device, out: Path | None = None,
                      epochs: int | None = None, seed: int = 0) -> Path:
     """Extract patch correspondences from ``TRAIN_PHOTOS`` and ``VALIDATION_PHOTOS`` (never
@@ -312,15 +491,35 @@ def train_lift_style(spec: Any, device: torch.device, out: Path | None = None,
                   f"orientation error {scores['orientation_mean_deg']:.1f} deg mean, "
                   f"{scores['orientation_median_deg']:.1f} median "
                   f"({time.perf_counter() - start:.0f}s)")
+    # The score learns from the descriptor as it is saved (float16).
+    model.load_state_dict({k: v.float() for k, v in _float16_state(model).items()})
+    matchability = train_matchability(model, budget, device, seed)
     wall_s = time.perf_counter() - start
     path = out or weights_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
-             for k, v in model.state_dict().items()}
+    state = _float16_state(model)
     torch.save({"state_dict": state, "train_photos": list(TRAIN_PHOTOS),
                 "validation_photos": list(VALIDATION_PHOTOS), "seed": seed, "steps": steps,
                 "batch": BATCH, "train_pairs": len(train), "validation_pairs": len(held_out),
                 "contrast_threshold": CONTRAST_THRESHOLD, "history": history,
+                "matchability": matchability,
                 "extraction_s": extraction_s, "wall_s": wall_s}, path)
     print(f"trained lift-style in {wall_s:.0f}s on {device} ({extraction_s:.0f}s extraction)")
     return path
+
+
+def retrain_matchability(path: Path, spec: Any, device: torch.device, seed: int = 0) -> None:
+    """Train the matchability score of the weights at ``path`` again (the last stage of
+    ``train_lift_style``; orientation and descriptor unchanged) and rewrite the file."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = LiftStyle()
+    fixed = {k: v.float() if v.is_floating_point() else v
+             for k, v in checkpoint["state_dict"].items() if not k.startswith("matchability.")}
+    missing = model.load_state_dict(fixed, strict=False).missing_keys
+    if any(not key.startswith("matchability.") for key in missing):
+        raise ModelError(f"{path} is not a lift-style weights file",
+                         f"missing {', '.join(missing[:3])}")
+    model = model.to(device)
+    checkpoint["matchability"] = train_matchability(model, max_keypoints(spec), device, seed)
+    checkpoint["state_dict"] = _float16_state(model)
+    torch.save(checkpoint, path)

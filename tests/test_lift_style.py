@@ -1,6 +1,6 @@
 """lift-style: patch geometry, training-data correspondences, the loss by hand, the
-committed weights, the descriptor's output and the orientation estimator's equivariance.
-No training here."""
+committed weights, the descriptor's output, the orientation estimator's equivariance, the
+matchability labels by hand and the budget the matchability score fills. No training here."""
 
 from __future__ import annotations
 
@@ -25,13 +25,22 @@ from baselines.lift_patches import (
     standardise,
 )
 from baselines.lift_style import (
+    CORRECT_PX,
+    MATCHABILITY_THRESHOLD,
     LiftStyle,
     angle_error,
+    candidate_detector,
+    correct_match_labels,
+    describe_candidates,
     hardest_triplet_loss,
+    lift_style_extractor,
     load_lift_style,
+    retrain_matchability,
     rotated_crops,
     weights_path,
 )
+from bench.errors import ModelError
+from bench.spec import load_spec
 from bench.synth.homography_pairs import EVAL_IMAGES, photograph
 
 
@@ -142,6 +151,68 @@ def test_committed_weights_load() -> None:
     assert isinstance(model, LiftStyle) and not model.training
     fresh = LiftStyle().state_dict()
     assert set(checkpoint["state_dict"]) == set(fresh)
+    assert any(key.startswith("matchability.") for key in fresh)
+    report = checkpoint["matchability"]
+    assert report["train_keypoints"] > 100_000 and report["validation_keypoints"] > 10_000
+    # Better than chance on the held-out photographs.
+    assert report["validation"]["auc"] > 0.6
+
+
+def test_retraining_the_score_needs_a_lift_style_weights_file(tmp_path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {"layer.weight": torch.zeros(2)}}, path)
+    with pytest.raises(ModelError, match="not a lift-style weights file"):
+        retrain_matchability(path, load_spec("matching-homography"), torch.device("cpu"))
+
+
+def test_illumination_only_view_keeps_the_geometry() -> None:
+    photo = photograph("camera", max_side=200)
+    gray_a, gray_b, homography = random_view(np.random.default_rng(5), photo, warp=False)
+    assert np.array_equal(homography, np.eye(3))
+    assert gray_a.shape == gray_b.shape == photo.shape[:2]
+    assert not np.array_equal(gray_a, gray_b)
+
+
+def test_correct_match_labels_by_hand() -> None:
+    # B is A shifted right by 10 px: H maps (x, y) to (x + 10, y); images 100 x 100.
+    homography = np.array([[1.0, 0, 10], [0, 1, 0], [0, 0, 1]])
+    points_a = np.array([[20.0, 20], [50, 50], [70, 30], [95, 10]])
+    # b0 is a0's true match, b1 lies 4 px off a1's projection (60, 50), b2 is 2 px off
+    # a2's (80, 30), b3 lies left of x = 10 (its inverse projection leaves A).
+    points_b = np.array([[30.0, 20], [60, 54], [80, 32], [5, 5]])
+    eye = torch.eye(4)
+    # Descriptors: b_i = e_i, a_i = e_i except a3, still nearest to b3 (0.63 against 0.89
+    # to b2, 1.41 to b0, b1): four mutual matches, a3-b3 about 100 px from the truth.
+    desc_a = eye.clone()
+    desc_a[3] = torch.tensor([0.0, 0.0, 0.6, 0.8])
+    correct_a, correct_b, shared_a, shared_b = correct_match_labels(
+        points_a, desc_a, points_b, eye, homography, (100, 100), (100, 100))
+    assert CORRECT_PX == 3.0
+    assert correct_a.tolist() == [True, False, True, False]      # a1's match: 4 px off
+    assert correct_b.tolist() == [True, False, True, False]
+    assert shared_a.tolist() == [True, True, True, False]         # a3 maps to x = 105
+    assert shared_b.tolist() == [True, True, True, False]         # b3 maps to x = -5
+
+
+def test_lift_style_keeps_the_most_matchable_candidates_within_the_budget() -> None:
+    model = load_lift_style(weights_path(), torch.device("cpu"))
+    photo = photograph("coins", max_side=320)
+    budget = 150
+    extract = lift_style_extractor(model, budget)
+    image = torch.from_numpy(photo).permute(2, 0, 1).float() / 255.0
+    found = extract(image)
+    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    candidates = describe_candidates(model, gray, candidate_detector(budget), budget * 4,
+                                     torch.device("cpu"))
+    score = candidates["matchability"]
+    eligible = score[score >= MATCHABILITY_THRESHOLD]
+    assert len(candidates["keypoints"]) > budget
+    assert len(found["keypoints"]) == min(budget, len(eligible)) > 0
+    assert found["scores"].min() >= MATCHABILITY_THRESHOLD
+    # Exactly the highest-scoring eligible candidates, in the detector's order.
+    assert found["scores"].sort().values == pytest.approx(
+        eligible.sort(descending=True).values[:len(found["scores"])].sort().values)
+    assert found["descriptors"].shape == (len(found["keypoints"]), 128)
 
 
 def test_learned_descriptors_are_128d_unit_vectors() -> None:
