@@ -216,8 +216,7 @@ def lift_style_extractor(model: LiftStyle, budget: int
                    train=lambda spec, device, out=None, epochs=None, seed=0:
                    train_lift_style(spec, device, out, epochs, seed))
 def build_lift_style(spec: Any, info: Any, device: torch.device) -> Predictor:
-    """LIFT-style: DoG candidates ranked by a learned matchability score, learned orientation,
-    learned 128-D patch descriptor."""
+    """LIFT-style: DoG candidates, learned matchability, orientation and 128-D descriptor."""
     model = load_lift_style(weights_path(), device)
     return per_image_predictor(lift_style_extractor(model, max_keypoints(spec)))
 

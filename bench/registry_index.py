@@ -79,7 +79,7 @@ INDEX: dict[str, dict[str, tuple[str, str, str]]] = {
         'layout-cnn': ('baselines.layout', 'small encoder-decoder (labels + layout depth), fitted layout', 'layout'),
         'lecture-cnn': ('baselines.classification', "the lecture's CNN: two conv3x3(4)+BN+ReLU+maxpool blocks, Linear(196,10)", 'classification'),
         'lenet5': ('baselines.classification', 'LeNet-5 (LeCun et al. 1998), ReLU and max pooling', 'classification'),
-        'lift-style': ('baselines.lift_style', 'LIFT-style: DoG candidates ranked by a learned matchability score, learned orientation,', 'matching'),
+        'lift-style': ('baselines.lift_style', 'LIFT-style: DoG candidates, learned matchability, orientation and 128-D descriptor.', 'matching'),
         'logreg': ('baselines.classification', 'multinomial logistic regression on pixels, fitted by scikit-learn', 'classification'),
         'mean-hand': ('baselines.handpose', "training split's mean root-relative hand at the image centre and mean training depth", 'handpose'),
         'mean-layout': ('baselines.layout', 'most frequent training type with its mean corners (the floor)', 'layout'),
