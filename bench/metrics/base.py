@@ -120,7 +120,11 @@ class Metric:
         reduce = self._reduce[name]
         if reduce == "sum":
             current = self._values[name]
-            self._values[name] = current + value.to(current.device, current.dtype)
+            if value.dtype != current.dtype:
+                value = value.to(dtype=current.dtype)
+            if value.device != current.device:
+                value = value.to(current.device)
+            self._values[name] = current + value
         elif reduce == "cat":
             self._values[name].append(value.detach())
         elif reduce == "extend":
