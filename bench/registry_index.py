@@ -121,6 +121,7 @@ INDEX: dict[str, dict[str, tuple[str, str, str]]] = {
         'pose': ('bench.perf.pose', 'ADD-S: arbench (model-frame tree on the CPU, batched exact search on a GPU) vs', ''),
         'render': ('bench.perf.render', "Renderer ms/frame at 640x480 and 320x240 vs Open3D's bare cast_rays (CPU; ``device``", ''),
         'retrieval': ('bench.perf.retrieval', "Seconds (best of ``rounds``) for recall@1/5/10 by arbench's exact search (query", ''),
+        'runner': ('bench.perf.runner', 'Samples/s of ``evaluate()`` (its loop, and end to end) on ``samples`` MNIST-IDX digits', ''),
         'shape': ('bench.perf.shape', 'Seconds (best of ``rounds``) for Chamfer-L1/L2 + F-score@1% of two 100k-point sets', ''),
         'startup': ('bench.perf.startup', 'Wall time of a fresh `arbench --help | table digits | list | validate digits', ''),
     },

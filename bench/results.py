@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -160,23 +161,58 @@ def neutralise_cell(value: Any) -> Any:
         return "'" + value
 
 
+JSON_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def json_column(values: list[Any]) -> list[str]:
+    """Each value as ``json.dumps(value, allow_nan=True)`` writes it, a whole column at a
+    time: a column of floats, ints, bools or strings by one conversion over the column,
+    anything else (lists, None, mixed types) value by value through ``json.dumps``."""
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        texts = list(map(float.__repr__, values))
+        if not all(map(math.isfinite, values)):
+            texts = [JSON_NON_FINITE.get(text, text) for text in texts]
+        return texts
+    if kinds == {int}:
+        return list(map(int.__repr__, values))
+    if kinds == {bool}:
+        return ["true" if value else "false" for value in values]
+    if kinds == {str}:
+        return list(map(encode_basestring_ascii, values))
+    return [json.dumps(value, allow_nan=True) for value in values]
+
+
+def json_lines(ids: list[Any], values: dict[str, list[Any]]) -> str:
+    """The records ``{"id": id, key: value, ...}``, one JSON object a line, byte for byte
+    as ``json.dumps(record, allow_nan=True) + "\\n"`` writes each; built column by column.
+    Every column must hold one value per id."""
+    for key, column in values.items():
+        if len(column) != len(ids):
+            raise BenchError(f"per-sample values {key!r}: {len(column)} for a batch of "
+                             f"{len(ids)} samples")
+    keys = [key for key in values if key != "id"]
+    columns = [json_column(list(values.get("id", ids)))]
+    columns += [json_column(values[key]) for key in keys]
+    template = "{" + ", ".join(json.dumps(key).replace("%", "%%") + ": %s"
+                               for key in ["id", *keys]) + "}\n"
+    return "".join(template % row for row in zip(*columns, strict=True))
+
+
 class SampleWriter:
-    """Streams per-sample records to ``samples.jsonl`` (nothing is held in memory)."""
+    """Streams per-sample records to ``samples.jsonl``, one write per batch (nothing is
+    held in memory beyond a batch)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._handle = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
 
     def write(self, ids: list[str], values: dict[str, list[Any]]) -> None:
-        """Write one record per sample id with that sample's value of every key."""
+        """Write one record per sample id with that sample's value of every key (each
+        column a list as long as ``ids``)."""
         if self._handle is None:
             return
-        buffer = io.StringIO()
-        for index, sample_id in enumerate(ids):
-            record = {"id": sample_id}
-            record.update({key: column[index] for key, column in values.items()})
-            buffer.write(json.dumps(record, allow_nan=True) + "\n")
-        self._handle.write(buffer.getvalue())
+        self._handle.write(json_lines(ids, values))
 
     def close(self) -> None:
         """Flush and close the file."""

@@ -24,7 +24,7 @@ from bench.errors import BenchError, DataError, ModelError
 from bench.families.base import Family, move_batch
 from bench.families.saving import open_saved_run
 from bench.formats.leaderboard import read_leaderboard_rows
-from bench.metrics.base import Metric
+from bench.metrics.base import Metric, shared_per_batch
 from bench.models import ModelInfo, load_model
 from bench.registry import ADAPTERS, FAMILIES, METRICS
 from bench.results import (
@@ -262,9 +262,10 @@ def evaluate(
                 if saver is not None:
                     saver.write(batch, raw, pred)
                 per_sample: dict[str, list[Any]] = {}
-                for metric in metrics:
-                    for key, values in metric.update(pred, batch).items():
-                        per_sample[key] = values.tolist()
+                with shared_per_batch():
+                    for metric in metrics:
+                        for key, values in metric.update(pred, batch).items():
+                            per_sample[key] = values.tolist()
                 writer.write(list(batch["id"]), per_sample)
                 advance()
     except BaseException:

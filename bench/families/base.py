@@ -41,7 +41,9 @@ def move_batch(batch: Batch, device: torch.device, non_blocking: bool = False) -
     def move(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
             return value.to(device, non_blocking=non_blocking)
-        if isinstance(value, list):
+        if isinstance(value, list):  # a list of ids or numbers is kept as it is, not walked
+            if not any(isinstance(v, torch.Tensor | list | dict) for v in value):
+                return value
             return [move(v) for v in value]
         if isinstance(value, dict):
             return {k: move(v) for k, v in value.items()}

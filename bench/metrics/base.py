@@ -7,8 +7,11 @@ the scalar numbers of the leaderboard. Pure functional versions live beside each
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from bench.lazy import lazy_import
 
@@ -17,6 +20,35 @@ torch = lazy_import("torch")
 TensorReduce = Literal["sum", "cat"]
 ObjectReduce = Literal["extend", "union"]
 Reduce = TensorReduce | ObjectReduce
+Shared = TypeVar("Shared")
+
+_BATCH_MEMO: ContextVar[dict[tuple[Hashable, ...], Any] | None] = ContextVar(
+    "batch_memo", default=None)
+
+
+@contextmanager
+def shared_per_batch() -> Iterator[None]:
+    """Within this block ``per_batch`` computes each quantity of a batch once for all the
+    metrics that ask for it (the runner opens one block per batch, around every metric's
+    ``update``); the memo is dropped when the block ends."""
+    token = _BATCH_MEMO.set({})
+    try:
+        yield
+    finally:
+        _BATCH_MEMO.reset(token)
+
+
+def per_batch(function: Callable[..., Shared], *args: Hashable | torch.Tensor) -> Shared:
+    """``function(*args)``, computed once per ``shared_per_batch`` block for the same
+    function and arguments (tensors compared by identity, so they must not change in place
+    inside the block; other arguments by value). Outside a block it is a plain call."""
+    memo = _BATCH_MEMO.get()
+    if memo is None:
+        return function(*args)
+    key = (function, *((id(a), "tensor") if isinstance(a, torch.Tensor) else a for a in args))
+    if key not in memo:
+        memo[key] = function(*args)
+    return memo[key]
 
 
 def new_figure(*grid: int, **subplots_kwargs: Any) -> tuple[Any, Any]:
@@ -89,7 +121,11 @@ class Metric:
         reduce = self._reduce[name]
         if reduce == "sum":
             current = self._values[name]
-            self._values[name] = current + value.to(current.device, current.dtype)
+            if value.dtype != current.dtype:
+                value = value.to(dtype=current.dtype)
+            if value.device != current.device:
+                value = value.to(current.device)
+            self._values[name] = current + value
         elif reduce == "cat":
             self._values[name].append(value.detach())
         elif reduce == "extend":
