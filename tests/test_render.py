@@ -206,3 +206,30 @@ def test_render_with_every_pixel_hit_matches_reference(noise_std: float) -> None
     assert frame.valid.all()
     for name, value in reference_render(scene, camera, noise_std, seed=3).items():
         np.testing.assert_array_equal(getattr(frame, name), value, err_msg=name)
+
+
+
+def _render_in_child(distance: float, results) -> None:
+    scene, camera = plane_scene(distance)
+    results.put(float(scene.render(camera).depth.mean()))
+
+
+def test_a_forked_process_renders_after_the_parent_did() -> None:
+    """The shading thread pool is per process: a child forked after the parent rendered
+    (as a data build's process pool is) starts its own instead of waiting forever on the
+    parent's threads, which it does not have."""
+    import multiprocessing
+    import queue
+
+    context = multiprocessing.get_context("fork")
+    results: queue.Queue = context.Queue()
+    _render_in_child(2.0, results)  # the parent's pool exists now
+    assert results.get(timeout=5) == pytest.approx(2.0, abs=1e-5)
+    child = context.Process(target=_render_in_child, args=(2.5, results))
+    child.start()
+    child.join(120)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung, "the forked child never finished its frame"
+    assert results.get(timeout=5) == pytest.approx(2.5, abs=1e-5)

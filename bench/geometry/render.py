@@ -261,6 +261,11 @@ def _pool() -> ThreadPoolExecutor:
                               thread_name_prefix="arbench-render")
 
 
+# A forked child (a process pool of a data build, DataLoader workers) has none of the parent's
+# threads: it must start its own pool, or its first map waits forever.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 @dataclass(frozen=True)
 class _Outputs:
     """A frame's arrays, written block by block: depth, instance [H,W]; normals [H,W,3];

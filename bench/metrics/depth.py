@@ -99,6 +99,11 @@ def _pool() -> ThreadPoolExecutor:
                               thread_name_prefix="arbench-depth")
 
 
+# A forked child (a process pool of a data build, DataLoader workers) has none of the parent's
+# threads: it must start its own pool, or its first map waits forever.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _numpy_median(values: np.ndarray) -> np.floating:
     """``np.median(values)`` (1-D) to the bit, by one single-index ``np.partition`` (numpy's
     SIMD selection) and a max: about 15x faster than ``np.median``'s two-index partition."""
