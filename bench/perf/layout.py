@@ -14,8 +14,9 @@ from bench.runner import pick_device
 
 @PERF_CASES.register("layout")
 def case(device: str | None = None, rounds: int = 10) -> list[dict]:
-    """Layout metrics (pixel, corner, depth, plane IoU) vs layout-cnn inference, 16 images:
-    the per-batch work of a run (prediction checks and every metric's ``update``; the
+    """Layout metrics (pixel, corner, depth, plane IoU) vs layout-cnn inference, 16 images.
+
+    The per-batch work of a run (prediction checks and every metric's ``update``; the
     metrics are built once and ``compute`` runs once per run, reported beside)."""
     from baselines.layout import LayoutNet
 

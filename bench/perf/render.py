@@ -50,8 +50,9 @@ def render_times(width: int = 640, height: int = 480, frames: int = 5,
 
 @PERF_CASES.register("render")
 def case(device: str | None = None, rounds: int = 3) -> list[dict]:
-    """Renderer ms/frame at 640x480 and 320x240 vs Open3D's bare cast_rays (CPU; ``device``
-    is not used: Open3D's ray casting runs on the CPU)."""
+    """Renderer ms/frame at 640x480 and 320x240 vs Open3D's bare cast_rays of the same scene.
+
+    On the CPU: ``device`` is not used, Open3D's ray casting runs on the CPU."""
     rows = []
     for width, height in ((640, 480), (320, 240)):
         render, cast = render_times(width, height, rounds=rounds)
