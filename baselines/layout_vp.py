@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from bench.families.layout import CEILING, FLOOR, FRONT, LEFT, RIGHT
+from bench.geometry.cameras import clip_segment_to_image
 from bench.models import register_baseline
 
 MIN_SEGMENT_PX = 20.0
@@ -193,40 +194,6 @@ def fit_box(segments: np.ndarray, K: np.ndarray, frame: np.ndarray, height: int,
     return np.concatenate(tried)[order]
 
 
-def _clip_segment(start: np.ndarray, end: np.ndarray, K: np.ndarray, height: int,
-                  width: int) -> tuple[np.ndarray, np.ndarray, bool, bool] | None:
-    """The image of the camera-frame 3D segment start-end clipped to the near plane and to
-    [0,W-1]x[0,H-1]: (p, q, p_kept, q_kept) in pixels, ``*_kept`` False where that end was
-    cut (it then lies on the image border); None when no part of it is in view."""
-    a, b = np.array(start, dtype=np.float64), np.array(end, dtype=np.float64)
-    kept = [True, True]
-    if a[2] < NEAR and b[2] < NEAR:
-        return None
-    if a[2] < NEAR or b[2] < NEAR:
-        cut = a + (NEAR - a[2]) / (b[2] - a[2]) * (b - a)
-        if a[2] < NEAR:
-            a, kept[0] = cut, False
-        else:
-            b, kept[1] = cut, False
-    p, q = (K @ a)[:2] / a[2], (K @ b)[:2] / b[2]
-    delta = q - p
-    t0, t1 = 0.0, 1.0
-    for step, room in ((-delta[0], p[0]), (delta[0], width - 1 - p[0]),
-                       (-delta[1], p[1]), (delta[1], height - 1 - p[1])):
-        if abs(step) < 1e-12:
-            if room < 0:
-                return None
-            continue
-        t = room / step
-        if step < 0:
-            t0 = max(t0, t)
-        else:
-            t1 = min(t1, t)
-    if t0 >= t1:
-        return None
-    return p + t0 * delta, p + t1 * delta, kept[0] and t0 == 0.0, kept[1] and t1 == 1.0
-
-
 def _vertex(frame: np.ndarray, distances: np.ndarray, x_face: int, z_face: int,
             y: float) -> np.ndarray:
     """Camera-frame point of the box at the corner of wall faces ``x_face`` (0/1) and
@@ -256,7 +223,7 @@ def box_layout(K: np.ndarray, frame: np.ndarray, distances: np.ndarray, faces: n
     walls.sort(key=lambda face: np.nonzero(faces == face)[1].mean())
 
     def clip(start: np.ndarray, end: np.ndarray):
-        return _clip_segment(start, end, K, height, width)
+        return clip_segment_to_image(start, end, K, height, width, NEAR)
 
     if len(walls) == 1:
         wall = walls[0]

@@ -246,26 +246,8 @@ def write_validation_sequences(root: Path, seed: int = 2017) -> None:
     embedded ``homography-pairs`` set draws its own (5 growing homographies with a mild
     photometric change, 5 growing illumination changes), under ``root`` (a new folder):
     the data to choose a recipe on, since the evaluation photographs are never used."""
-    from bench.synth.homography_pairs import (
-        photograph,
-        photometric,
-        random_homography,
-        write_sequence,
-    )
+    from bench.synth.homography_pairs import write_photo_sequences
 
     if root.exists():
         raise FileExistsError(f"{root} exists; give a new folder")
-    for number, name in enumerate(VALIDATION_PHOTOS):
-        base = photograph(name)
-        height, width = base.shape[:2]
-        rng = np.random.default_rng([seed, number])
-        views, homographies = [base], []
-        for k in range(1, 6):
-            homography = random_homography(rng, width, height, strength=k / 5.0)
-            warped = cv2.warpPerspective(base, homography, (width, height),
-                                         flags=cv2.INTER_LINEAR)
-            views.append(photometric(warped, rng, strength=0.15))
-            homographies.append(homography)
-        write_sequence(root / f"v_{name}", views, homographies)
-        lights = [base] + [photometric(base, rng, strength=k / 5.0) for k in range(1, 6)]
-        write_sequence(root / f"i_{name}", lights, [np.eye(3)] * 5)
+    write_photo_sequences(root, VALIDATION_PHOTOS, seed)

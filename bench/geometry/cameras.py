@@ -108,6 +108,43 @@ def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     return uvw[:, :2] / uvw[:, 2:3]
 
 
+def clip_segment_to_image(start: np.ndarray, end: np.ndarray, K: np.ndarray, height: int,
+                          width: int, near: float = 0.05
+                          ) -> tuple[np.ndarray, np.ndarray, bool, bool] | None:
+    """The image of the camera-frame 3D segment start-end (metres) clipped to the plane
+    z = ``near`` and to [0,W-1]x[0,H-1]: (p, q, p_kept, q_kept) in pixels, ``*_kept`` False
+    where that end was cut (it then lies on the image border); None when no part of it is in
+    view."""
+    a, b = np.array(start, dtype=np.float64), np.array(end, dtype=np.float64)
+    kept = [True, True]
+    if a[2] < near and b[2] < near:
+        return None
+    if a[2] < near or b[2] < near:
+        s = (near - a[2]) / (b[2] - a[2])
+        cut = a + s * (b - a)
+        if a[2] < near:
+            a, kept[0] = cut, False
+        else:
+            b, kept[1] = cut, False
+    p, q = (K @ a)[:2] / a[2], (K @ b)[:2] / b[2]
+    t0, t1 = 0.0, 1.0
+    delta = q - p
+    for step, room in ((-delta[0], p[0]), (delta[0], width - 1 - p[0]),
+                       (-delta[1], p[1]), (delta[1], height - 1 - p[1])):
+        if abs(step) < 1e-12:
+            if room < 0:
+                return None
+            continue
+        t = room / step
+        if step < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+    if t0 >= t1:
+        return None
+    return p + t0 * delta, p + t1 * delta, kept[0] and t0 == 0.0, kept[1] and t1 == 1.0
+
+
 def camera_from_metadata(azimuth: float, elevation: float, in_plane: float, distance_ratio:
                          float, fov: float, width: int, height: int
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ photographs (``TRAIN_IMAGES``), disjoint from these.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -98,10 +99,17 @@ def write_sequence(folder: Path, images: list[np.ndarray], homographies: list[np
 @EMBEDDED.register("homography-pairs")
 def build_homography_pairs(root: Path) -> None:
     """4 scikit-image photographs -> 8 HPatches sequences (4 i_, 4 v_), 40 image pairs."""
-    for number, name in enumerate(EVAL_IMAGES):
+    write_photo_sequences(root, EVAL_IMAGES, SEED)
+
+
+def write_photo_sequences(root: Path, names: Sequence[str], seed: int) -> None:
+    """Per photograph ``names[i]`` (random generator ``[seed, i]``) two HPatches sequences
+    under ``root``: ``v_<name>`` (5 growing homographies with a mild photometric change) and
+    ``i_<name>`` (5 growing illumination changes)."""
+    for number, name in enumerate(names):
         base = photograph(name)
         height, width = base.shape[:2]
-        rng = np.random.default_rng([SEED, number])
+        rng = np.random.default_rng([seed, number])
         views, homographies = [base], []
         for k in range(1, 6):
             homography = random_homography(rng, width, height, strength=k / 5.0)

@@ -35,7 +35,13 @@ import open3d as o3d
 from bench.families.layout import CEILING, FLOOR, rasterize_layout
 from bench.formats.images import write_depth_png
 from bench.formats.matfile import write_mat
-from bench.geometry.cameras import Camera, intrinsics_from_fov, look_at, pose_matrix
+from bench.geometry.cameras import (
+    Camera,
+    clip_segment_to_image,
+    intrinsics_from_fov,
+    look_at,
+    pose_matrix,
+)
 from bench.geometry.render import Scene, SceneObject
 from bench.geometry.rotations import rotation_matrix
 from bench.registry import EMBEDDED
@@ -172,38 +178,10 @@ def random_camera(outline: np.ndarray, height: float, rng: np.random.Generator) 
 
 def clip_segment(camera: Camera, start: np.ndarray, end: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, bool, bool] | None:
-    """The image of the 3D segment start-end clipped to the view: (p, q, p_kept, q_kept),
-    pixels; ``*_kept`` is False where that end was clipped (then it lies on the image
-    border). None when no part of it is in view."""
-    a, b = camera.R @ start + camera.t, camera.R @ end + camera.t
-    kept = [True, True]
-    if a[2] < NEAR and b[2] < NEAR:
-        return None
-    if a[2] < NEAR or b[2] < NEAR:
-        s = (NEAR - a[2]) / (b[2] - a[2])
-        cut = a + s * (b - a)
-        if a[2] < NEAR:
-            a, kept[0] = cut, False
-        else:
-            b, kept[1] = cut, False
-    p, q = (camera.K @ a)[:2] / a[2], (camera.K @ b)[:2] / b[2]
-    t0, t1 = 0.0, 1.0
-    delta = q - p
-    bounds = ((-delta[0], p[0]), (delta[0], WIDTH - 1 - p[0]),
-              (-delta[1], p[1]), (delta[1], HEIGHT - 1 - p[1]))
-    for step, room in bounds:
-        if abs(step) < 1e-12:
-            if room < 0:
-                return None
-            continue
-        t = room / step
-        if step < 0:
-            t0 = max(t0, t)
-        else:
-            t1 = min(t1, t)
-    if t0 >= t1:
-        return None
-    return (p + t0 * delta, p + t1 * delta, kept[0] and t0 == 0.0, kept[1] and t1 == 1.0)
+    """The image of the world 3D segment start-end clipped to the view (see
+    ``clip_segment_to_image``)."""
+    return clip_segment_to_image(camera.R @ start + camera.t, camera.R @ end + camera.t,
+                                 camera.K, HEIGHT, WIDTH, NEAR)
 
 
 def _edge_far_end(camera: Camera, outline: np.ndarray, wall: int, shared: int, z: float
