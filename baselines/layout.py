@@ -28,7 +28,7 @@ from baselines import WEIGHTS_DIR
 from baselines.depth import _block
 from baselines.layout_vp import fit_box_to_labels
 from bench.errors import ModelError
-from bench.families.layout import CORNER_COUNTS, rasterize_layout
+from bench.families.layout import CORNER_COUNTS, best_label, rasterize_layout
 from bench.models import register_baseline
 
 TRAIN_TASK = "synthetic-rooms"
@@ -85,6 +85,13 @@ class LayoutNet(nn.Module):
         return out[:, :6], torch.exp(out[:, 6]) * self.depth_scale
 
 
+def label_and_depth(module: LayoutNet, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's surface labels [B,H,W] (uint8, 0..5, the LSUN maps' own type) and
+    layout depth [B,H,W] (metres) for images [B,3,H,W]."""
+    scores, depths = module(images)
+    return best_label(scores, 1).to(torch.uint8), depths
+
+
 def _hypotheses(layouts: list[tuple[int, np.ndarray]]) -> torch.Tensor:
     """Label maps [L,h,w] of normalised layouts rasterised at FIT_SIZE."""
     h, w = FIT_SIZE
@@ -135,13 +142,12 @@ def build_cnn(spec: Any, info: Any, device: torch.device) -> Callable[[dict], An
 
     def predict(batch: dict) -> dict[str, Any]:
         images = batch["image"]
-        chunks = [images] if isinstance(images, torch.Tensor) else [i[None] for i in images]
-        labels: list[torch.Tensor] = []
-        depths: list[torch.Tensor] = []
-        for chunk in chunks:
-            scores, depth = module(chunk)
-            labels += list(scores.argmax(1))
-            depths += list(depth)
+        if isinstance(images, torch.Tensor):  # one pass; the family keeps [B,H,W] tensors
+            labels, depths = label_and_depth(module, images)
+        else:
+            outputs = [label_and_depth(module, image[None]) for image in images]
+            labels = [label[0] for label, _ in outputs]
+            depths = [depth[0] for _, depth in outputs]
         fits = [fit_cnn_layout(label, K, layouts, hypotheses)
                 for label, K in zip(labels, batch["K"], strict=True)]
         return {"labels": labels, "layout_depth": depths, "type": [k for k, _ in fits],

@@ -115,7 +115,7 @@ INDEX: dict[str, dict[str, tuple[str, str, str]]] = {
         'classification': ('bench.perf.classification', 'Samples/s of `arbench run digits` (its evaluation loop, and end to end with data and', ''),
         'depth': ('bench.perf.depth', 'Depth metric and J&F vs plain numpy loops (on the CPU torch runs single-threaded,', ''),
         'handpose': ('bench.perf.handpose', 'Seconds for PA-MPJPE of ``count`` samples: scipy loop vs batched torch (CPU with one', ''),
-        'layout': ('bench.perf.layout', 'Layout metrics (pixel, corner, depth, plane IoU) vs layout-cnn inference, 16 images.', ''),
+        'layout': ('bench.perf.layout', "Layout metrics (pixel, corner, depth, plane IoU) vs layout-cnn's network, 16 images.", ''),
         'matching': ('bench.perf.matching', 'SIFT extraction vs the metric side per pair at 2000 keypoints; MNN of 8000 x 8000.', ''),
         'pointcloud': ('bench.perf.pointcloud', 'Clouds/s of PointNet on synthetic-shapes through evaluate() (data served from an', ''),
         'pose': ('bench.perf.pose', 'ADD-S: arbench (model-frame tree on the CPU, batched exact search on a GPU) vs', ''),

@@ -153,3 +153,14 @@ def test_scannet_layout_reads_polygons_as_released(tmp_path: Path) -> None:
     (scene / "layout_depth" / "0.npy").unlink()
     with pytest.raises(DataError, match=r"layout_depth/0\.npy"):
         ScanNetLayoutDataset(tmp_path)
+
+
+def test_lsun_label_values_are_checked_before_the_uint8_cast(tmp_path: Path) -> None:
+    write_lsun(tmp_path)
+    labels = loadmat(str(tmp_path / "layout_seg" / "a.mat"))["layout"].astype(np.int32)
+    labels[0, 0] = 260  # 260 would wrap to 4 (floor) in uint8
+    savemat(str(tmp_path / "layout_seg" / "a.mat"), {"layout": labels})
+    data = LsunLayoutDataset(tmp_path, "validation")
+    assert data[1]["labels"].dtype == torch.uint8
+    with pytest.raises(DataError, match=r"a\.mat holds label 260"):
+        data[0]

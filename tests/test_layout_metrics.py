@@ -186,3 +186,61 @@ def test_label_tables_count_pairs_and_are_shared() -> None:
     assert label_tables(pred, gt, ["img"]) is tables
     with pytest.raises(ContractError, match="img2: ground-truth surface labels outside"):
         label_tables([t([[1, 1]])], t([[1, 7]])[None], ["img2"])
+
+
+def test_batched_predictions_are_checked_in_one_pass_and_name_the_bad_image() -> None:
+    from bench.families.layout import best_label, check_label_maps, check_layout_depths
+
+    ids, shapes = ["a", "b", "c"], [(2, 3)] * 3
+    labels = torch.tensor([[[0, 1, 2], [3, 4, 5]]] * 3)
+    checked = check_label_maps(ids, labels, shapes)
+    # one [B,H,W] uint8 tensor (the maps' own type), same values
+    assert checked.dtype == torch.uint8 and checked.shape == (3, 2, 3)
+    assert torch.equal(checked.long(), labels)
+    # scores [B,6,H,W] are arg-maxed over the channels; ties go to the first label, as argmax
+    scores = torch.zeros(3, 6, 2, 3)
+    scores[:, 4, 0, 0] = 1.0
+    scores[1, 2, 1, 2] = scores[1, 5, 1, 2] = 2.0
+    checked = check_label_maps(ids, scores, shapes)
+    assert checked[0, 0, 0] == 4 and checked[1, 1, 2] == 2 and checked[2, 1, 2] == 0
+    assert torch.equal(best_label(scores, 1), scores.argmax(1))
+    bad = labels.clone()
+    bad[1, 0, 2] = 256  # would wrap to 0 in uint8: the range is checked before the cast
+    with pytest.raises(ContractError, match="b: label 256 outside 0..5"):
+        check_label_maps(ids, bad, shapes)
+    nan_scores = scores.clone()
+    nan_scores[2, 0, 0, 0] = float("nan")
+    with pytest.raises(ContractError, match="c: label scores hold NaN"):
+        check_label_maps(ids, nan_scores, shapes)
+    # a list of maps is checked map by map
+    assert [m.dtype for m in check_label_maps(ids, list(labels), shapes)] == [torch.uint8] * 3
+    depths = torch.ones(3, 1, 2, 3)
+    assert check_layout_depths(ids, depths, shapes).shape == (3, 2, 3)
+    depths[1, 0, 1, 1] = float("inf")
+    with pytest.raises(ContractError, match="b: layout depth holds NaN or infinite"):
+        check_layout_depths(ids, depths, shapes)
+
+
+def test_batched_tables_and_pixel_errors_equal_the_per_image_ones() -> None:
+    from bench.metrics.layout import (
+        _LAST_TABLES,
+        label_tables,
+        table_pixel_error,
+        tables_pixel_error,
+    )
+
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.randint(0, 6, (4, 7, 9), generator=generator, dtype=torch.uint8)
+    gt = torch.randint(0, 6, (4, 7, 9), generator=generator, dtype=torch.uint8)
+    batched = label_tables(pred, gt, list("abcd"))
+    _LAST_TABLES.clear()
+    per_image = label_tables(list(pred), list(gt), list("abcd"))
+    assert (batched == per_image).all() and batched.sum() == 4 * 63
+    for correspondence in ("hungarian", "none"):
+        expected = [table_pixel_error(table, correspondence) for table in per_image]
+        assert tables_pixel_error(batched, correspondence).tolist() == expected
+    # hand case: labels 1 and 2 swapped everywhere -> 0 with the correspondence, 1 without
+    swapped = np.zeros((1, 6, 6), dtype=np.int64)
+    swapped[0, 1, 2], swapped[0, 2, 1] = 3, 5
+    assert tables_pixel_error(swapped).tolist() == [0.0]
+    assert tables_pixel_error(swapped, "none").tolist() == [1.0]

@@ -76,7 +76,7 @@ def read_layout_mat(path: Path) -> np.ndarray:
         raise DataError(f"cannot read label map {path} ({exc})") from exc
     if "layout" not in data or np.asarray(data["layout"]).ndim != 2:
         raise DataError(f"{path} has no 2-D variable 'layout'")
-    return np.asarray(data["layout"]).astype(np.uint8)
+    return _surface_labels(np.asarray(data["layout"]), path)
 
 
 def read_label_png(path: Path) -> np.ndarray:
@@ -84,7 +84,15 @@ def read_label_png(path: Path) -> np.ndarray:
     labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if labels is None or labels.ndim != 2:
         raise DataError(f"cannot read label map {path} (missing, or not a 1-channel PNG)")
-    return labels.astype(np.uint8)
+    return _surface_labels(labels, path)
+
+
+def _surface_labels(values: np.ndarray, path: Path) -> np.ndarray:
+    """Label values 0..5 as uint8 [H,W] (checked before the cast, so nothing wraps)."""
+    if values.size and (values.min() < 0 or values.max() > 5):
+        bad = values.max() if values.max() > 5 else values.min()
+        raise DataError(f"{path} holds label {bad}; LSUN labels are 0..5")
+    return values.astype(np.uint8)
 
 
 def default_intrinsics(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> np.ndarray:
@@ -136,11 +144,9 @@ class LsunLayoutDataset(BenchDataset):
         if labels.shape != (height, width):
             raise DataError(f"{path} is {labels.shape[1]}x{labels.shape[0]} but its image is "
                             f"{width}x{height}")
-        if labels.max() > 5:
-            raise DataError(f"{path} holds label {int(labels.max())}; LSUN labels are 0..5")
         sample: dict[str, Any] = {
             "id": entry["image"], "image": image,
-            "labels": torch.from_numpy(labels.astype(np.int64)),
+            "labels": torch.from_numpy(labels),
             "type": entry["type"], "corners": torch.from_numpy(entry["corners"]).float(),
         }
         extras = self.root / "extras" / f"{entry['image']}.json"

@@ -125,7 +125,7 @@ class ScanNetLayoutDataset(BenchDataset):
         return {
             "id": f"{scene}/{frame}.jpg", "image": image.clamp(0, 1),
             "K": torch.from_numpy(self._camera(scene, width, height)).float(),
-            "labels": torch.from_numpy(np.clip(plane_map, 0, 5)),
+            "labels": torch.from_numpy(np.clip(plane_map, 0, 5).astype(np.uint8)),
             "plane_map": torch.from_numpy(plane_map),
             "type": -1, "corners": torch.zeros(0, 2),
             "layout_depth": torch.from_numpy(depth),

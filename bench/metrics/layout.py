@@ -23,6 +23,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,8 @@ def _int64_pixels(labels: torch.Tensor) -> np.ndarray:
 def label_tables(pred: Sequence[torch.Tensor], gt: Sequence[torch.Tensor],
                  ids: Sequence[Any]) -> np.ndarray:
     """Contingency tables [B,6,6] (int64, ground truth x prediction) of surface label maps
-    [H,W] with values 0..5, one per image (``ids`` name the images in errors).
+    [H,W] with values 0..5, one per image (``ids`` name the images in errors); ``pred`` and
+    ``gt`` are lists of maps or [B,H,W] tensors (then formed in one pass).
 
     The pair code ``6 g + p`` of every pixel is formed in uint8 on the maps' device and
     counted by OpenCV's histogram (float32 counts, exact below 2^24 pixels; larger maps are
@@ -75,21 +78,29 @@ def label_tables(pred: Sequence[torch.Tensor], gt: Sequence[torch.Tensor],
     if _LAST_TABLES and _LAST_TABLES[0][0] is pred and _LAST_TABLES[0][1] is gt:
         return _LAST_TABLES[0][2]
     cells = layout_family.NUM_LABELS * layout_family.NUM_LABELS
-    tables = np.empty((len(pred), cells), dtype=np.int64)
-    for i, (labels, truth) in enumerate(zip(pred, gt, strict=True)):
-        codes = truth.to(torch.uint8, copy=True).mul_(layout_family.NUM_LABELS)
-        codes.add_(labels.to(torch.uint8))
-        codes = codes.reshape(1, -1).cpu().numpy()
+    if (isinstance(pred, torch.Tensor) and isinstance(gt, torch.Tensor) and pred.ndim == 3
+            and pred.shape == gt.shape):
+        rows = _pair_codes(pred, gt).reshape(len(pred), -1).cpu().numpy()
+    else:
+        rows = [_pair_codes(labels, truth).reshape(-1).cpu().numpy()
+                for labels, truth in zip(pred, gt, strict=True)]
+    tables = np.empty((len(rows), cells), dtype=np.int64)
+    for i, codes in enumerate(rows):
         if codes.size < 1 << 24:
-            counts = cv2.calcHist([codes], [0], None, [cells], [0, cells]).ravel()
+            tables[i] = cv2.calcHist([codes[None]], [0], None, [cells], [0, cells]).ravel()
         else:
-            counts = np.bincount(codes.ravel(), minlength=cells)[:cells]
-        tables[i] = counts
+            tables[i] = np.bincount(codes, minlength=cells)[:cells]
         if int(tables[i].sum()) != codes.size:
             raise ContractError(f"{ids[i]}: ground-truth surface labels outside 0..5")
-    tables = tables.reshape(len(pred), layout_family.NUM_LABELS, layout_family.NUM_LABELS)
+    tables = tables.reshape(len(rows), layout_family.NUM_LABELS, layout_family.NUM_LABELS)
     _LAST_TABLES[:] = [(*key, tables)]
     return tables
+
+
+def _pair_codes(labels: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """``6 g + p`` (uint8, any shape) of predicted labels p and ground-truth labels g."""
+    codes = truth.to(torch.uint8, copy=True).mul_(layout_family.NUM_LABELS)
+    return codes.add_(labels.to(torch.uint8))
 
 
 _LAST_TABLES: list[tuple[Any, Any, np.ndarray]] = []
@@ -116,6 +127,27 @@ def table_pixel_error(table: np.ndarray, correspondence: str = "hungarian") -> f
 
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(1.0 - table[rows, cols].sum() / total)
+
+
+def tables_pixel_error(tables: np.ndarray, correspondence: str = "hungarian") -> np.ndarray:
+    """``table_pixel_error`` [B] of square contingency tables [B,L,L] (L = 6 surface labels):
+    every one of the L! label correspondences is tried at once, which finds the same optimum
+    as the Hungarian matching (exact integer sums)."""
+    if correspondence not in ("hungarian", "none"):
+        raise ValueError(f"correspondence must be 'hungarian' or 'none', got {correspondence!r}")
+    totals = tables.sum((1, 2))
+    if correspondence == "none":
+        agree = np.trace(tables, axis1=1, axis2=2)
+    else:
+        labels = tables.shape[-1]
+        agree = tables[:, np.arange(labels), _permutations(labels)].sum(-1).max(1)
+    return 1.0 - agree / totals
+
+
+@functools.cache
+def _permutations(size: int) -> np.ndarray:
+    """All orderings [size!, size] of 0..size-1."""
+    return np.array(list(itertools.permutations(range(size))), dtype=np.intp)
 
 
 def corner_error(pred: np.ndarray, gt: np.ndarray, height: int, width: int) -> float:
@@ -147,9 +179,11 @@ def table_plane_iou(table: np.ndarray, threshold: float = PLANE_IOU_THRESHOLD
     """``plane_iou`` from the contingency table [G,P] (ground truth x prediction) of the two
     plane maps (rows and columns of absent planes may be zero)."""
     table = table.astype(np.float64)
+    total = float(table.sum())
     gt_area, pred_area = table.sum(1), table.sum(0)
     with np.errstate(invalid="ignore"):  # 0 / 0 for pairs of absent planes, never read
-        ious = table / (gt_area[:, None] + pred_area[None, :] - table)
+        ious = (table / (gt_area[:, None] + pred_area[None, :] - table)).tolist()
+    counts, gt_area, pred_area = table.tolist(), gt_area.tolist(), pred_area.tolist()
     gt_planes = [g for g in range(1, len(gt_area)) if gt_area[g] > 0]
     gt_planes.sort(key=lambda g: -gt_area[g])
     candidates = [p for p in range(1, len(pred_area)) if pred_area[p] > 0]
@@ -159,20 +193,20 @@ def table_plane_iou(table: np.ndarray, threshold: float = PLANE_IOU_THRESHOLD
             break
         best, best_iou = None, threshold
         for p in candidates:
-            if ious[g, p] > best_iou:
-                best, best_iou = p, ious[g, p]
+            if ious[g][p] > best_iou:
+                best, best_iou = p, ious[g][p]
         matches.append(best)
         if best is not None:
             candidates.remove(best)
     kept = len(matches) + len(candidates)
     classes = max(kept, len(gt_planes))
     matched = matches + [None] * (len(gt_planes) - len(matches))
-    mean_iou = float(sum(ious[g, p] if p is not None else 0.0
-                         for g, p in zip(gt_planes, matched, strict=True)) / classes) \
+    mean_iou = sum(ious[g][p] if p is not None else 0.0
+                   for g, p in zip(gt_planes, matched, strict=True)) / classes \
         if classes else 1.0
-    agree = table[0, 0] if table.shape[0] and table.shape[1] else 0.0
-    agree += sum(table[g, p] for g, p in zip(gt_planes, matches, strict=False) if p is not None)
-    return mean_iou, float(1.0 - agree / table.sum())
+    agree = counts[0][0] if counts and counts[0] else 0.0
+    agree += sum(counts[g][p] for g, p in zip(gt_planes, matches, strict=False) if p is not None)
+    return mean_iou, 1.0 - agree / total
 
 
 def depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,10 +291,10 @@ class LsunLayoutMetric(_PerImageMetric):
         values: dict[str, list[float]] = {key: [] for key in self.keys}
         _require_labels(pred, batch, "lsun_layout", "a label map or a type with corners")
         tables = label_tables(pred["labels"], batch["labels"], batch["id"])
+        values["pixel_error"] = tables_pixel_error(tables, self.correspondence).tolist()
         for i, name in enumerate(batch["id"]):
             gt = batch["labels"][i]
             labels = pred["labels"][i]
-            values["pixel_error"].append(table_pixel_error(tables[i], self.correspondence))
             corners = pred["corners"][i]
             height, width = gt.shape[-2:]
             values["corner_error"].append(float("nan") if corners is None else corner_error(
@@ -315,11 +349,14 @@ class LayoutDepthMetric(_PerImageMetric):
             raise ContractError("the layout_depth metric needs samples with 'layout_depth' "
                                 "(this data set has none)")
         values: dict[str, list[float]] = {key: [] for key in self.keys}
-        depths = pred["layout_depth"]
-        if all(d is not None for d in depths) and len({tuple(d.shape) for d in depths}) == 1 \
-                and isinstance(batch["layout_depth"], torch.Tensor):
-            gt = batch["layout_depth"]
-            rmse, abs_rel = depth_errors(torch.stack(depths).to(gt.device), gt)
+        depths, gt = pred["layout_depth"], batch["layout_depth"]
+        if isinstance(gt, torch.Tensor) and not isinstance(depths, torch.Tensor) \
+                and all(d is not None for d in depths) \
+                and len({tuple(d.shape) for d in depths}) == 1:
+            depths = torch.stack(depths)
+        if isinstance(depths, torch.Tensor) and isinstance(gt, torch.Tensor) \
+                and depths.shape == gt.shape:
+            rmse, abs_rel = depth_errors(depths.to(gt.device), gt)
             values["layout_rmse"], values["layout_abs_rel"] = rmse.tolist(), abs_rel.tolist()
             return self._record(values)
         for i, depth in enumerate(depths):
