@@ -322,3 +322,24 @@ def test_update_leaves_the_batch_and_prediction_unchanged(alignment: str, partia
     assert torch.isnan(value).sum() == 1
     gt.zero_()
     assert metric.state("figure_samples")[0]["gt"].max() > 0
+
+
+def test_cpu_compares_and_counts_equal_torchs_own() -> None:
+    from bench.metrics.depth import above, all_true, below, count_below, count_per_item
+
+    # values on both sides of bounds that float32 cannot hold exactly (1e-3, 0.1), the bound
+    # itself as float32 rounds it, NaN and infinities: numpy's compare in the values' dtype
+    # gives what torch's gives
+    edge = [np.nextafter(np.float32(1e-3), np.float32(0)), np.float32(1e-3),
+            np.nextafter(np.float32(1e-3), np.float32(1)), np.float32(0.1), np.nan, np.inf,
+            -np.inf, 1.25, np.nextafter(np.float32(1.25), np.float32(2))]
+    values = torch.tensor(np.array(edge * 4, dtype=np.float32).reshape(2, 3, 6))
+    for bound in (1e-3, 0.1, 1.25, 1.25 ** 3):
+        assert torch.equal(below(values, bound), values < bound)
+        assert torch.equal(above(values, bound), values > bound)
+        expected = torch.count_nonzero(values < bound, dim=(1, 2)).double()
+        assert torch.equal(count_below(values, bound), expected)
+        assert torch.equal(below(values.double(), bound), values.double() < bound)
+    mask = values > 0.01
+    assert count_per_item(mask).tolist() == [float(m.sum()) for m in mask]
+    assert not all_true(mask) and all_true(torch.ones(2, 3, dtype=torch.bool))

@@ -46,12 +46,46 @@ SUM_KEYS = ("n", "abs_rel", "sq_rel", "sq", "sq_log", "log10", "e", "e2", "d1", 
 
 
 def count_per_item(masks: torch.Tensor) -> torch.Tensor:
-    """True pixels per item [N] (float64) of boolean masks [N,H,W]. On the CPU one full
-    count per item is an order of magnitude faster than torch's per-dimension count."""
+    """True pixels per item [N] (float64) of boolean masks [N,H,W]. On the CPU numpy counts
+    each item (about 6x torch's per-item count, 80x its per-dimension count)."""
     if masks.device.type == "cpu":
-        counts = [torch.count_nonzero(item) for item in masks]
-        return torch.stack(counts).double() if counts else torch.zeros(0, dtype=torch.float64)
+        return _numpy_counts(masks.numpy())
     return torch.count_nonzero(masks, dim=(1, 2)).double()
+
+
+def count_below(values: torch.Tensor, bound: float) -> torch.Tensor:
+    """Pixels per item [N] (float64) of ``values`` [N,H,W] strictly below ``bound``."""
+    return count_per_item(below(values, bound))
+
+
+def below(values: torch.Tensor, bound: float) -> torch.Tensor:
+    """Boolean ``values < bound``, compared in the values' dtype; on the CPU by numpy (about
+    3x torch's compare there)."""
+    if _on_numpy(values):
+        return torch.from_numpy(np.less(values.detach().numpy(), bound))
+    return values < bound
+
+
+def above(values: torch.Tensor, bound: float) -> torch.Tensor:
+    """Boolean ``values > bound``, as ``below``."""
+    if _on_numpy(values):
+        return torch.from_numpy(np.greater(values.detach().numpy(), bound))
+    return values > bound
+
+
+def all_true(mask: torch.Tensor) -> bool:
+    """Whether a boolean tensor holds only True (numpy's ``all`` on the CPU, about 15x)."""
+    return bool(mask.numpy().all()) if _on_numpy(mask) else bool(mask.all())
+
+
+def _on_numpy(values: torch.Tensor) -> bool:
+    return values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64,
+                                                            torch.bool)
+
+
+def _numpy_counts(masks: np.ndarray) -> torch.Tensor:
+    """True values per item [N] (float64) of a boolean array [N,...]."""
+    return torch.tensor([np.count_nonzero(item) for item in masks], dtype=torch.float64)
 
 
 def crop_mask(height: int, width: int, crop: str, device: torch.device | None = None
@@ -188,7 +222,7 @@ def align(prediction: torch.Tensor, kind: str, gt: torch.Tensor, mask: torch.Ten
         raise ValueError(f"unknown alignment {alignment!r}; valid: {', '.join(ALIGNMENTS)}")
     # From here on ``depth`` is a tensor of this function's own, changed in place.
     depth = (depth.nan_to_num_ if depth is not prediction else depth.nan_to_num)(nan=torch.inf)
-    raised, lowered = depth < min_depth, depth > max_depth
+    raised, lowered = below(depth, min_depth), above(depth, max_depth)
     return Aligned(depth.clamp_(min_depth, max_depth), raised, lowered)
 
 
@@ -201,7 +235,7 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
     ``gt`` are read only).
     """
     dtype = torch.promote_types(pred.dtype, torch.float32)
-    if bool(mask.all()):
+    if all_true(mask):
         p, d = pred.to(dtype), gt.to(dtype)
     else:
         one = torch.ones((), dtype=dtype, device=pred.device)
@@ -229,7 +263,7 @@ def pixel_sums(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict
     # Outside the mask p = d = 1, a ratio of 1 that every threshold counts: subtract those.
     outside = math.prod(mask.shape[1:]) - sums["n"]
     for k in (1, 2, 3):
-        sums[f"d{k}"] = count_per_item(ratio < 1.25 ** k) - outside
+        sums[f"d{k}"] = count_below(ratio, 1.25 ** k) - outside
     return sums
 
 
@@ -284,7 +318,7 @@ def prepare_prediction(pred: dict[str, Any], index: int, shape: tuple[int, int],
 def evaluation_mask(gt: torch.Tensor, valid: torch.Tensor, crop: str, min_depth: float,
                     max_depth: float) -> torch.Tensor:
     """Pixels that count: valid, min_depth < gt < max_depth, inside the crop. [B,H,W]."""
-    mask = (gt > min_depth).logical_and_(gt < max_depth).logical_and_(valid)
+    mask = above(gt, min_depth).logical_and_(below(gt, max_depth)).logical_and_(valid)
     if crop != "none":
         mask &= crop_mask(gt.shape[-2], gt.shape[-1], crop, gt.device)
     return mask
@@ -384,7 +418,7 @@ class DepthMetrics(Metric):
                                    self.min_depth, self.max_depth)
             depth, raised, lowered = align(_batched(values, group), pred["kind"], gt, mask,
                                            self.alignment, self.min_depth, self.max_depth)
-            if not bool(mask.all()):
+            if not all_true(mask):
                 raised, lowered = raised & mask, lowered & mask
             raised_count, lowered_count = count_per_item(raised), count_per_item(lowered)
             self.accumulate("raised_to_min", raised_count.sum())
