@@ -196,7 +196,7 @@ def json_lines(ids: list[Any], values: dict[str, list[Any]]) -> str:
     columns += [json_column(values[key]) for key in keys]
     template = "{" + ", ".join(json.dumps(key).replace("%", "%%") + ": %s"
                                for key in ["id", *keys]) + "}\n"
-    return "".join(template % row for row in zip(*columns, strict=True))
+    return "".join(map(template.__mod__, zip(*columns, strict=True)))
 
 
 class SampleWriter:

@@ -26,13 +26,22 @@ def default_collate(samples: list[dict[str, Any]]) -> Batch:
     for key in samples[0]:
         values = [sample[key] for sample in samples]
         first = values[0]
-        if isinstance(first, torch.Tensor) and all(v.shape == first.shape for v in values):
+        if isinstance(first, torch.Tensor) and _stackable(values):
             batch[key] = torch.stack(values)
         elif isinstance(first, bool | int | float) and not isinstance(first, str):
             batch[key] = torch.tensor(values)
         else:
             batch[key] = values
     return batch
+
+
+def _stackable(values: list[Any]) -> bool:
+    """Whether ``values`` are tensors of one type and one shape."""
+    return len(set(map(type, values))) == 1 and len({value.shape for value in values}) == 1
+
+
+# Items of a list that ``move_batch`` need not walk into.
+_PLAIN_ITEMS = frozenset({str, int, float, bool, type(None)})
 
 
 def move_batch(batch: Batch, device: torch.device, non_blocking: bool = False) -> Batch:
@@ -42,7 +51,7 @@ def move_batch(batch: Batch, device: torch.device, non_blocking: bool = False) -
         if isinstance(value, torch.Tensor):
             return value.to(device, non_blocking=non_blocking)
         if isinstance(value, list):  # a list of ids or numbers is kept as it is, not walked
-            if not any(isinstance(v, torch.Tensor | list | dict) for v in value):
+            if set(map(type, value)) <= _PLAIN_ITEMS:
                 return value
             return [move(v) for v in value]
         if isinstance(value, dict):
