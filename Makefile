@@ -41,10 +41,18 @@ check-browser:
 	    echo "skipped. Install it with: sudo apt-get install -y chromium"; \
 	  fi; }
 
+# Installed by uv (from PyPI) where it can be had: the wheels pip would choose (the best
+# version on any index pip is set up with, the first such index for equal versions),
+# unpacked in parallel, about 5x faster than pip; by pip otherwise.
+TORCH := torch==2.14.1 torchvision==0.29.1
+
 $(STAMP): pyproject.toml | check-system
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	{ $(BIN)/pip install -q uv && $(BIN)/uv pip install -q --python $(BIN)/python \
+	    --index-strategy unsafe-best-match $$($(BIN)/python tools/uv_index_flags.py) \
+	    $(TORCH) -e '.[dev]'; } \
+	  || { echo "uv was not usable: installing with pip"; \
+	       $(BIN)/pip install -q $(TORCH) && $(BIN)/pip install -q -e '.[dev]'; }
 	@touch $(STAMP)
 
 demo: check-system $(STAMP)
