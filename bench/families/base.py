@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -26,8 +27,13 @@ def default_collate(samples: list[dict[str, Any]]) -> Batch:
     for key in samples[0]:
         values = [sample[key] for sample in samples]
         first = values[0]
-        if isinstance(first, torch.Tensor) and _stackable(values):
-            batch[key] = torch.stack(values)
+        if isinstance(first, torch.Tensor):
+            try:  # torch checks the shapes; they are compared here only when it refuses
+                batch[key] = torch.stack(values)
+            except (RuntimeError, TypeError):
+                if _stackable(values):
+                    raise
+                batch[key] = values
         elif isinstance(first, bool | int | float) and not isinstance(first, str):
             batch[key] = torch.tensor(values)
         else:
@@ -37,9 +43,10 @@ def default_collate(samples: list[dict[str, Any]]) -> Batch:
 
 def _stackable(values: list[Any]) -> bool:
     """Whether ``values`` are tensors of one type and one shape."""
-    return len(set(map(type, values))) == 1 and len({value.shape for value in values}) == 1
+    return len(set(map(type, values))) == 1 and len(set(map(_SHAPE, values))) == 1
 
 
+_SHAPE = operator.attrgetter("shape")
 # Items of a list that ``move_batch`` need not walk into.
 _PLAIN_ITEMS = frozenset({str, int, float, bool, type(None)})
 
