@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from bench.families.layout import CEILING, FLOOR, FRONT, LEFT, RIGHT
+from bench.families.layout import CEILING, FLOOR, FRONT, LEFT, RIGHT, level_wall_layout
 from bench.geometry.cameras import clip_segment_to_image
 from bench.models import register_baseline
 
@@ -228,20 +228,8 @@ def box_layout(K: np.ndarray, frame: np.ndarray, distances: np.ndarray, faces: n
     if len(walls) == 1:
         wall = walls[0]
         ends = [(wall, z) for z in (4, 5)] if wall < 2 else [(x, wall) for x in (0, 1)]
-        lines = []
-        for y in (ceiling_y, floor_y):
-            seg = clip(*(_vertex(frame, distances, *end, y) for end in ends))
-            if seg is not None and (seg[2] or seg[3]):
-                return None
-            lines.append(None if seg is None else sorted(seg[:2], key=lambda p: p[0]))
-        ceiling, floor = lines
-        if ceiling is not None and floor is not None:
-            return 6, np.array([*ceiling, *floor])
-        if ceiling is not None:
-            return 8, np.array(ceiling)
-        if floor is not None:
-            return 9, np.array(floor)
-        return None
+        return level_wall_layout(*(clip(*(_vertex(frame, distances, *end, y) for end in ends))
+                                   for y in (ceiling_y, floor_y)))
     if len(walls) not in (2, 3):
         return None
     corners = [_corner_faces(a, b) for a, b in itertools.pairwise(walls)]

@@ -124,6 +124,27 @@ def layout_polygons(layout_type: int, corners: np.ndarray, height: int, width: i
     return [(labels[role], polygon) for role, polygon in polygons.items()]
 
 
+def level_wall_layout(ceiling: Any, floor: Any) -> tuple[int, np.ndarray] | None:
+    """LSUN type and corners of a view that shows one wall, from the image of its ceiling and
+    floor edges, each ``(p, q, p_kept, q_kept)`` as ``clip_segment_to_image`` gives it, or
+    None when out of view: type 6 with both lines, 8 with the ceiling's, 9 with the floor's
+    (corners left to right). None when an edge ends inside the image (its end is a room
+    corner, so the view is not a single level wall) or neither line shows."""
+    lines = []
+    for edge in (ceiling, floor):
+        if edge is not None and (edge[2] or edge[3]):
+            return None
+        lines.append(None if edge is None else sorted(edge[:2], key=lambda point: point[0]))
+    top, bottom = lines
+    if top is not None and bottom is not None:
+        return 6, np.array([*top, *bottom])
+    if top is not None:
+        return 8, np.array(top)
+    if bottom is not None:
+        return 9, np.array(bottom)
+    return None
+
+
 def rasterize_layout(layout_type: int, corners: np.ndarray, height: int, width: int
                      ) -> np.ndarray:
     """The surface label map [H,W] uint8 (1..5) of an LSUN layout type and its corners."""

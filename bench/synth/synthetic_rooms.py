@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import open3d as o3d
 
-from bench.families.layout import CEILING, FLOOR, rasterize_layout
+from bench.families.layout import CEILING, FLOOR, level_wall_layout, rasterize_layout
 from bench.formats.images import write_depth_png
 from bench.formats.matfile import write_mat
 from bench.geometry.cameras import (
@@ -273,20 +273,8 @@ def layout_from_view(camera: Camera, outline: np.ndarray, height: float,
 def _single_wall(camera: Camera, outline: np.ndarray, height: float, wall: int
                  ) -> tuple[int, np.ndarray] | None:
     a, b = outline[wall], outline[(wall + 1) % len(outline)]
-    lines = []
-    for z in (height, 0.0):
-        seg = clip_segment(camera, np.array([*a, z]), np.array([*b, z]))
-        if seg is not None and (seg[2] or seg[3]):
-            return None
-        lines.append(None if seg is None else sorted([seg[0], seg[1]], key=lambda p: p[0]))
-    ceiling, floor = lines
-    if ceiling is not None and floor is not None:
-        return 6, np.array([*ceiling, *floor])
-    if ceiling is not None:
-        return 8, np.array(ceiling)
-    if floor is not None:
-        return 9, np.array(floor)
-    return None
+    return level_wall_layout(*(clip_segment(camera, np.array([*a, z]), np.array([*b, z]))
+                               for z in (height, 0.0)))
 
 
 def world_planes(outline: np.ndarray, height: float) -> list[np.ndarray]:
