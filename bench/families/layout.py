@@ -225,11 +225,7 @@ def check_label_maps(ids: list[str], labels: Any, shapes: list[tuple[int, int]]
     """The predicted label maps of a batch as uint8 labels 0..5: one [B,H,W] tensor when
     the prediction is one (labels [B,H,W] or scores [B,6,H,W], checked and converted in one
     pass each), else a list of [H,W]. A bad map is a ContractError naming its image."""
-    batched = (isinstance(labels, torch.Tensor) and labels.ndim in (3, 4)
-               and len(labels) == len(ids) and len(set(shapes)) == 1
-               and tuple(labels.shape[-2:]) == shapes[0]
-               and (labels.ndim == 3 or labels.shape[1] == NUM_LABELS))
-    if batched:
+    if _one_tensor(labels, len(ids), shapes, NUM_LABELS):
         if labels.ndim == 4 and (not labels.is_floating_point() or not labels.numel()
                                  or all_finite(labels)):
             labels = best_label(labels, 1)
@@ -240,6 +236,14 @@ def check_label_maps(ids: list[str], labels: Any, shapes: list[tuple[int, int]]
     per_image = _per_image(labels, len(ids), "labels")
     return [check_label_map(name, label, h, w)
             for name, label, (h, w) in zip(ids, per_image, shapes, strict=True)]
+
+
+def _one_tensor(value: Any, size: int, shapes: list[tuple[int, int]], channels: int) -> bool:
+    """Whether ``value`` is one tensor [B,H,W] or [B,channels,H,W] for a batch of ``size``
+    images that all have the shape (H, W) = ``shapes[0]``."""
+    return (isinstance(value, torch.Tensor) and value.ndim in (3, 4) and len(value) == size
+            and len(set(shapes)) == 1 and tuple(value.shape[-2:]) == shapes[0]
+            and (value.ndim == 3 or value.shape[1] == channels))
 
 
 def _uint8_labels(labels: torch.Tensor) -> torch.Tensor | None:
@@ -261,9 +265,7 @@ def check_layout_depths(ids: list[str], depths: Any, shapes: list[tuple[int, int
     """The predicted layout depths of a batch as float32 (metres): one [B,H,W] tensor when
     the prediction is one ([B,H,W] or [B,1,H,W], checked in one pass), else a list of
     [H,W]. A wrong shape, NaN or infinity is a ContractError naming the image."""
-    if (isinstance(depths, torch.Tensor) and depths.ndim in (3, 4) and len(depths) == len(ids)
-            and len(set(shapes)) == 1 and tuple(depths.shape[-2:]) == shapes[0]
-            and (depths.ndim == 3 or depths.shape[1] == 1)):
+    if _one_tensor(depths, len(ids), shapes, 1):
         batch = depths.reshape(len(ids), *shapes[0])
         if not batch.numel() or all_finite(batch):
             return batch.float()

@@ -20,15 +20,14 @@ the camera itself. ``bench.geometry.cameras.back_project`` turns depth into a po
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.geometry.cameras import Camera
+from bench.geometry.threads import core_pool
 
 if TYPE_CHECKING:
     import open3d as o3d
@@ -152,7 +151,7 @@ class Scene:
                                 if noise_std > 0 else self._background_uint8(shape)))
         blocks = [slice(start, min(start + _BLOCK, count)) for start in range(0, count, _BLOCK)]
         pixels = blocks if hit is None else [hit[block] for block in blocks]
-        list(_pool().map(lambda block: self._shade(camera, rays, hits, block, out), pixels))
+        list(core_pool().map(lambda block: self._shade(camera, rays, hits, block, out), pixels))
         rgb = out.rgb
         if noise_std > 0:
             rng = np.random.default_rng(seed)
@@ -254,16 +253,6 @@ class Scene:
 _BLOCK = 16384
 
 
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    """The threads that shade a frame's blocks (numpy releases the GIL in its loops)."""
-    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))),
-                              thread_name_prefix="arbench-render")
-
-
-# A forked child (a process pool of a data build, DataLoader workers) has none of the parent's
-# threads: it must start its own pool, or its first map waits forever.
-os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 @dataclass(frozen=True)

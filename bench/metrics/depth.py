@@ -13,14 +13,12 @@ delta_k = fraction with max(d/p, p/d) < 1.25^k (strict).
 
 from __future__ import annotations
 
-import functools
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from bench.errors import ContractError
+from bench.geometry.threads import core_pool
 from bench.lazy import lazy_import
 from bench.metrics.base import Metric
 from bench.registry import METRICS
@@ -113,7 +111,7 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
                                        else selected[covered]))
 
         # numpy's selection holds no GIL: images are selected on every core at once.
-        return torch.tensor(list(_pool().map(median, range(values.shape[0]))),
+        return torch.tensor(list(core_pool().map(median, range(values.shape[0]))),
                             dtype=values.dtype)
     out = torch.full((values.shape[0],), torch.nan, dtype=values.dtype, device=values.device)
     for index in range(values.shape[0]):
@@ -126,16 +124,6 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    """One thread per core, for numpy work on the images of a batch."""
-    return ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0))),
-                              thread_name_prefix="arbench-depth")
-
-
-# A forked child (a process pool of a data build, DataLoader workers) has none of the parent's
-# threads: it must start its own pool, or its first map waits forever.
-os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def _numpy_median(values: np.ndarray) -> np.floating:
