@@ -193,6 +193,22 @@ def test_exact_search_ties_across_blocks_keep_database_order() -> None:
     assert scores.tolist() == [[1.0, 1.0, 1.0, 1.0]]
 
 
+def test_exact_search_ranks_equal_scores_in_one_block_by_database_id() -> None:
+    # 40 copies of the query spread over one block of 400 rows tie at the top. Ranked by
+    # database id (a stable full sort's order); faiss's flat index gives the same ids in
+    # ascending order for L2 and in descending order for inner products.
+    rng = np.random.default_rng(6)
+    database = rng.normal(size=(400, 8)).astype(np.float32)
+    copies = sorted(rng.permutation(400)[:40].tolist())
+    query = 3 * rng.normal(size=(1, 8)).astype(np.float32)
+    database[copies] = query
+    for metric, faiss_order in (("ip", copies[::-1]), ("l2", copies)):
+        faiss_ids = knn_search(build_index(database, metric), query, 40)[1]
+        scores, ids = exact_search(query, database, 40, metric)
+        assert ids.tolist() == [copies] and faiss_ids.tolist() == [faiss_order]
+        assert len(set(scores[0].tolist())) == 1
+
+
 def test_faiss_batches_reach_its_blas_threshold() -> None:
     # faiss multiplies matrices when queries x dim >= distance_compute_blas_threshold
     # (128,000 by default: 500 queries of dimension 256, 2,000 of dimension 64)

@@ -160,8 +160,10 @@ def exact_search(
     IndexFlatIP / IndexFlatL2 at the cost of the matrix product). Queries go in batches of
     ``batch_size`` and the database in blocks of ``db_block`` rows into one reused score
     buffer [batch_size, db_block] on ``device``; each block keeps its k best, merged
-    across blocks. Returns (scores [Nq, k], ids [Nq, k]); for ``l2`` squared distances,
-    ascending.
+    across blocks. Equal scores are ranked by database id, a stable full sort's order
+    (faiss's flat indices order them by id descending for inner products); which of several
+    equal scores at the k-th place are kept is ``torch.topk``'s choice. Returns
+    (scores [Nq, k], ids [Nq, k]); for ``l2`` squared distances, ascending.
     """
     db = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32)).to(device)
     k = min(k, len(db))
@@ -198,10 +200,10 @@ def _block_topk(queries: torch.Tensor, db: torch.Tensor, db_norms: torch.Tensor 
         top = scores.topk(min(k, len(chunk)), dim=1)
         kept_values.append(top.values)
         kept_ids.append(top.indices + first)
-    if len(kept_values) == 1:
-        return kept_values[0], kept_ids[0]
     values, ids = torch.cat(kept_values, dim=1), torch.cat(kept_ids, dim=1)
-    # blocks are in database order and a stable sort keeps it among equal scores
+    # equal scores in database order: ids ascending, then a stable sort by score
+    by_id = ids.argsort(dim=1)
+    values, ids = values.gather(1, by_id), ids.gather(1, by_id)
     order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
     return values.gather(1, order), ids.gather(1, order)
 
