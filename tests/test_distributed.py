@@ -1,5 +1,5 @@
 """torch.distributed sharding: two gloo processes give the single-process result
-(spawned in-process for digits, and under torchrun for three tasks of different state kinds)."""
+(spawned in-process for digits, and under torchrun for two tasks of other state kinds)."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def test_two_ranks_equal_one_process(tmp_path: Path, run_dirs: dict) -> None:
     assert row["comparability_key"] == single.comparability_key
 
 
+# Sum states (counts, confusion) under two ranks: test_two_ranks_equal_one_process.
 @pytest.mark.parametrize(("task", "model", "limit", "tolerance"), [
-    ("digits", "lenet5", 120, 1e-12),                  # sum states (counts, confusion)
     ("synthetic-davis-vos", "first-frame", None, 0.0),  # cat rows + synced names and sheets
     ("synthetic-davis-depth", "constant-median", 10, 1e-12),  # float sums + figure samples
 ])

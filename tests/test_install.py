@@ -35,3 +35,11 @@ def test_pip_config_becomes_uv_flags_each_location_once() -> None:
 
 def test_no_pip_config_gives_no_flags() -> None:
     assert load_tool().uv_flags("") == []
+
+
+def test_installed_packages_have_their_bytecode() -> None:
+    # The Makefile's uv install compiles it (pip does by default): without it, where
+    # PYTHONDONTWRITEBYTECODE is set, every process compiles torch's sources again.
+    import torch
+
+    assert Path(importlib.util.cache_from_source(torch.__file__)).is_file()
