@@ -245,8 +245,7 @@ def feature_ransac(source: np.ndarray, target: np.ndarray, source_features: np.n
         transforms = transforms[(np.linalg.norm(moved - b[keep], axis=2) <= max_distance).all(1)]
         if not len(transforms):
             continue
-        moved = np.einsum("kij,pj->kpi", transforms[:, :3, :3], src) + transforms[:, None, :3, 3]
-        inliers = (np.linalg.norm(moved - dst, axis=2) <= max_distance).sum(axis=1)
+        inliers = (np.sqrt(_squared_residuals(transforms, src, dst)) <= max_distance).sum(axis=1)
         for index in np.argsort(-inliers, kind="stable")[:finalists]:
             transform = transforms[index]
             distance = tree.query(source @ transform[:3, :3].T + transform[:3, 3],
@@ -258,6 +257,26 @@ def feature_ransac(source: np.ndarray, target: np.ndarray, source_features: np.n
             if score > best_score:
                 best, best_score = transform, score
     return best
+
+
+def _squared_residuals(transforms: np.ndarray, source: np.ndarray, target: np.ndarray
+                       ) -> np.ndarray:
+    """Squared distances [K,P] from ``source`` [P,3] moved by each of ``transforms`` [K,4,4]
+    to ``target`` [P,3], as [K,P] outer products (4x faster than ``einsum``'s [K,P,3]). The
+    bits of ``np.linalg.norm(np.einsum("kij,pj->kpi", R, source) + t - target, axis=2)``
+    before its root, which the published depth-icp and pnp-ransac poses were made with:
+    that einsum sums each coordinate's three products as (x + z) + y, the norm the squares
+    as (x + y) + z."""
+    squared = np.zeros((len(transforms), len(source)))
+    for axis in range(3):
+        moved = np.multiply.outer(transforms[:, axis, 0], source[:, 0])
+        moved += np.multiply.outer(transforms[:, axis, 2], source[:, 2])
+        moved += np.multiply.outer(transforms[:, axis, 1], source[:, 1])
+        moved += transforms[:, axis, 3, None]
+        moved -= target[:, axis]
+        moved *= moved
+        squared += moved
+    return squared
 
 
 def point_to_plane_icp(source: np.ndarray, target: np.ndarray, normals: np.ndarray,
