@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from baselines.pose import feature_ransac, point_to_plane_icp, rigid_transforms
+from baselines.pose import (
+    _squared_residuals,
+    feature_ransac,
+    point_to_plane_icp,
+    rigid_transforms,
+)
 
 
 def motion() -> np.ndarray:
@@ -25,6 +30,16 @@ def test_kabsch_recovers_a_known_motion_and_never_a_reflection() -> None:
     mirrored = points * np.array([1.0, 1.0, -1.0])
     rotation = rigid_transforms(points, mirrored)[:, :3, :3]
     np.testing.assert_allclose(np.linalg.det(rotation), [1.0, 1.0])
+
+
+def test_squared_residuals_of_many_hypotheses_are_the_moved_points_distances() -> None:
+    rng = np.random.default_rng(2)
+    source, target = rng.normal(size=(300, 3)), rng.normal(size=(300, 3))
+    transforms = rigid_transforms(rng.normal(size=(500, 3, 3)), rng.normal(size=(500, 3, 3)))
+    moved = np.einsum("kij,pj->kpi", transforms[:, :3, :3], source) + transforms[:, None, :3, 3]
+    expected = np.linalg.norm(moved - target, axis=2) ** 2
+    np.testing.assert_allclose(_squared_residuals(transforms, source, target), expected,
+                               rtol=1e-13, atol=0)
 
 
 def test_ransac_then_icp_register_a_cloud_the_same_way_every_time() -> None:

@@ -21,6 +21,22 @@ def test_surface_classes_of_a_box() -> None:
     assert classes.tolist() == [[2, 1, 0, 2]]
 
 
+def test_surface_classes_of_many_boxes_equal_the_einsum_formula() -> None:
+    # The formula the published box fits were made with: rays in each box's frame by
+    # einsum, then the nearest face along each axis.
+    rng = np.random.default_rng(3)
+    rays = rng.normal(size=(1200, 3))
+    frames = np.linalg.qr(rng.normal(size=(300, 3, 3)))[0]
+    distances = np.exp(rng.uniform(np.log(0.3), np.log(8.0), (300, 6)))
+    local = np.einsum("pc,bck->bpk", rays, frames)
+    ahead = local > 0
+    hits = [np.where(ahead[..., axis], distances[:, 2 * axis + 1, None],
+                     distances[:, 2 * axis, None]) / np.abs(local[..., axis])
+            for axis in range(3)]
+    expected = np.where(np.minimum(hits[0], hits[2]) < hits[1], 2, ahead[..., 1])
+    np.testing.assert_array_equal(surface_classes(rays, frames, distances), expected)
+
+
 @pytest.mark.parametrize(("index", "kind"), [(18, 5), (54, 4)])
 def test_box_fit_to_ground_truth_labels(index: int, kind: int) -> None:
     # On the true label maps of two validation views (a type-5 and a type-4 view) the fit
