@@ -264,7 +264,7 @@ def _squared_residuals(transforms: np.ndarray, source: np.ndarray, target: np.nd
     """Squared distances [K,P] from ``source`` [P,3] moved by each of ``transforms`` [K,4,4]
     to ``target`` [P,3], as [K,P] outer products (4x faster than ``einsum``'s [K,P,3]). The
     bits of ``np.linalg.norm(np.einsum("kij,pj->kpi", R, source) + t - target, axis=2)``
-    before its root, which the published depth-icp and pnp-ransac poses were made with:
+    before its root, which the published depth-icp poses were made with:
     that einsum sums each coordinate's three products as (x + z) + y, the norm the squares
     as (x + y) + z."""
     squared = np.zeros((len(transforms), len(source)))

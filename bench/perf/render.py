@@ -42,8 +42,8 @@ def render_times(width: int = 640, height: int = 480, frames: int = 5,
         mesh = o3d.geometry.TriangleMesh(obj.mesh).transform(obj.pose)
         raycaster.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
     render, cast = float("inf"), float("inf")
-    # One untimed round first: a process's first frames run up to 1.4x slower (the
-    # allocator and thread pool settling), which would count against whichever goes first.
+    # One untimed round first: a process's first rounds ran up to 1.4x slower (80 against
+    # 58 ms a frame), which would count against whichever side goes first.
     for round_number in range(rounds + 1):
         render_round = best_time(lambda: [scene.render(camera) for _ in range(frames)], 1)
         cast_round = best_time(lambda: [raycaster.cast_rays(rays) for _ in range(frames)], 1)
