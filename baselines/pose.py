@@ -246,10 +246,12 @@ def feature_ransac(source: np.ndarray, target: np.ndarray, source_features: np.n
         if not len(transforms):
             continue
         inliers = (np.sqrt(_squared_residuals(transforms, src, dst)) <= max_distance).sum(axis=1)
-        for index in np.argsort(-inliers, kind="stable")[:finalists]:
-            transform = transforms[index]
-            distance = tree.query(source @ transform[:3, :3].T + transform[:3, 3],
-                                  distance_upper_bound=max_distance)[0]
+        chosen = transforms[np.argsort(-inliers, kind="stable")[:finalists]]
+        moved = np.concatenate([source @ transform[:3, :3].T + transform[:3, 3]
+                                for transform in chosen])
+        # one query for all finalists, on every core (each point's distance is its own)
+        distances = tree.query(moved, distance_upper_bound=max_distance, workers=-1)[0]
+        for transform, distance in zip(chosen, np.split(distances, len(chosen)), strict=True):
             close = distance[np.isfinite(distance)]
             if not len(close):
                 continue
