@@ -30,9 +30,9 @@ def test_surface_classes_of_many_boxes_equal_the_einsum_formula() -> None:
     distances = np.exp(rng.uniform(np.log(0.3), np.log(8.0), (300, 6)))
     local = np.einsum("pc,bck->bpk", rays, frames)
     ahead = local > 0
+    inverse = 1.0 / np.maximum(np.abs(local), 1e-9)
     hits = [np.where(ahead[..., axis], distances[:, 2 * axis + 1, None],
-                     distances[:, 2 * axis, None]) / np.abs(local[..., axis])
-            for axis in range(3)]
+                     distances[:, 2 * axis, None]) * inverse[..., axis] for axis in range(3)]
     expected = np.where(np.minimum(hits[0], hits[2]) < hits[1], 2, ahead[..., 1])
     np.testing.assert_array_equal(surface_classes(rays, frames, distances), expected)
 

@@ -196,11 +196,12 @@ def test_exact_search_ties_across_blocks_keep_database_order() -> None:
 def test_exact_search_ranks_equal_scores_in_one_block_by_database_id() -> None:
     # 40 copies of the query spread over one block of 400 rows tie at the top. Ranked by
     # database id (a stable full sort's order); faiss's flat index gives the same ids in
-    # ascending order for L2 and in descending order for inner products.
+    # ascending order for L2 and in descending order for inner products. Small integers:
+    # every score is exact whatever order a CPU's kernels sum in, so the ties are exact.
     rng = np.random.default_rng(6)
-    database = rng.normal(size=(400, 8)).astype(np.float32)
+    database = rng.integers(-3, 4, size=(400, 8)).astype(np.float32)
     copies = sorted(rng.permutation(400)[:40].tolist())
-    query = 3 * rng.normal(size=(1, 8)).astype(np.float32)
+    query = (5 * rng.choice([-1, 1], size=(1, 8))).astype(np.float32)  # |q|^2 200 > q.x <= 120
     database[copies] = query
     for metric, faiss_order in (("ip", copies[::-1]), ("l2", copies)):
         faiss_ids = knn_search(build_index(database, metric), query, 40)[1]

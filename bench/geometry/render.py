@@ -253,8 +253,6 @@ class Scene:
 _BLOCK = 16384
 
 
-
-
 @dataclass(frozen=True)
 class _Outputs:
     """A frame's arrays, written block by block: depth, instance [H,W]; normals [H,W,3];

@@ -124,8 +124,6 @@ def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return out
 
 
-
-
 def _numpy_median(values: np.ndarray) -> np.floating:
     """``np.median(values)`` (1-D) to the bit, by one single-index ``np.partition`` (numpy's
     SIMD selection) and a max: about 15x faster than ``np.median``'s two-index partition."""
