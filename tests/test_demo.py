@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from bench.demo import run_demo
+import pytest
+
+from bench.adapters.base import embedded_is_built
+from bench.demo import build_sets_in_background, run_demo
 from bench.metrics.matching import MatchingMetric
+from bench.spec import load_spec
 
 
 def test_demo_writes_tables_and_figures(tmp_path: Path) -> None:
@@ -29,3 +34,16 @@ def test_matching_comparison_figure(tmp_path: Path) -> None:
     assert path == tmp_path / "mma_comparison.png"
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert MatchingMetric.comparison_figures({"sift": {}}, tmp_path / "none") == []
+
+
+def test_demo_builds_the_missing_sets_in_a_process_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARBENCH_DATA", str(tmp_path / "data"))
+    digits = load_spec("digits")
+    builder = build_sets_in_background([digits, digits])
+    assert builder is not None
+    assert builder.args[-2:] == ["build", "digits"]
+    assert os.getpriority(os.PRIO_PROCESS, builder.pid) == 19  # the runs' CPU comes first
+    assert builder.wait(timeout=300) == 0
+    assert embedded_is_built("digits")
+    assert build_sets_in_background([digits]) is None

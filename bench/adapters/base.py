@@ -125,6 +125,17 @@ def embedded_root(name: str) -> Path:
     return data_root() / name
 
 
+def embedded_is_built(name: str, root: Path | None = None) -> bool:
+    """Whether ``root`` (default: ``embedded_root(name)``) holds a complete build of the
+    embedded set ``name`` by its current builder (nothing is built or changed)."""
+    from bench.registry import EMBEDDED
+
+    root = embedded_root(name) if root is None else root
+    manifest = _read_manifest(root)
+    return manifest is not None and manifest.get("name") == name and _build_is_complete(
+        root, manifest, _builder_version(EMBEDDED.get(name)))
+
+
 def ensure_embedded(name: str, root: Path | None = None) -> Path:
     """Build the embedded data set ``name`` into ``root`` (default: ``embedded_root(name)``)
     unless a complete build of it is there; return the root.
@@ -139,12 +150,10 @@ def ensure_embedded(name: str, root: Path | None = None) -> Path:
     from bench.registry import EMBEDDED
 
     root = embedded_root(name) if root is None else root
+    if embedded_is_built(name, root):
+        return root
     builder = EMBEDDED.get(name)
     version = _builder_version(builder)
-    manifest = _read_manifest(root)
-    if manifest is not None and manifest.get("name") == name and _build_is_complete(
-            root, manifest, version):
-        return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
         manifest = _read_manifest(root)
