@@ -55,7 +55,8 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
     start = time.perf_counter()
     for spec in specs:
         read_leaderboard_rows(leaderboard_dir / spec.leaderboard_name)
-    builder = build_sets_in_background(specs)
+    builder = build_sets_in_background([spec.dataset.embedded for spec in specs
+                                        if spec.dataset.embedded])
     try:
         for spec in specs:
             run_baselines(spec, out_dir, leaderboard_dir)
@@ -71,10 +72,10 @@ def run_demo(tasks: list[str] | None = None, out_dir: Path = Path("results"),
     return readme
 
 
-def build_sets_in_background(specs: list[TaskSpec]) -> subprocess.Popen | None:
-    """Start ``arbench data build`` of the embedded sets the specs need and lack, in the
-    specs' order, in a process of its own at the lowest CPU priority; None when every set
-    is built.
+def build_sets_in_background(names: list[str]) -> subprocess.Popen | None:
+    """Start ``arbench data build`` of those of the embedded sets ``names`` that are not
+    built, in that order, in a process of its own at the lowest CPU priority; None when
+    every one is built.
 
     The builds then take only the CPU the runs leave idle, and the runs keep their speed (a
     run waits on the set's build lock when it reaches a set still being built; the sets are
@@ -83,11 +84,10 @@ def build_sets_in_background(specs: list[TaskSpec]) -> subprocess.Popen | None:
     took 62 s instead of 17. The builder's output is discarded: a build that fails there
     fails again, with its message, in the run that needs the set.
     """
-    names = [name for name in dict.fromkeys(spec.dataset.embedded for spec in specs)
-             if name and not embedded_is_built(name)]
-    if not names:
+    missing = [name for name in dict.fromkeys(names) if not embedded_is_built(name)]
+    if not missing:
         return None
-    builder = subprocess.Popen([sys.executable, "-m", "bench", "data", "build", *names],
+    builder = subprocess.Popen([sys.executable, "-m", "bench", "data", "build", *missing],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.setpriority(os.PRIO_PROCESS, builder.pid, BUILDER_NICENESS)
     return builder

@@ -10,7 +10,6 @@ import pytest
 from bench.adapters.base import embedded_is_built
 from bench.demo import build_sets_in_background, run_demo
 from bench.metrics.matching import MatchingMetric
-from bench.spec import load_spec
 
 
 def test_demo_writes_tables_and_figures(tmp_path: Path) -> None:
@@ -39,11 +38,10 @@ def test_matching_comparison_figure(tmp_path: Path) -> None:
 def test_demo_builds_the_missing_sets_in_a_process_of_its_own(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARBENCH_DATA", str(tmp_path / "data"))
-    digits = load_spec("digits")
-    builder = build_sets_in_background([digits, digits])
+    builder = build_sets_in_background(["digits", "digits"])
     assert builder is not None
     assert builder.args[-2:] == ["build", "digits"]
     assert os.getpriority(os.PRIO_PROCESS, builder.pid) == 19  # the runs' CPU comes first
     assert builder.wait(timeout=300) == 0
     assert embedded_is_built("digits")
-    assert build_sets_in_background([digits]) is None
+    assert build_sets_in_background(["digits"]) is None
