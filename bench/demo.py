@@ -8,6 +8,7 @@ records go to ``leaderboards/samples/``, so a second demo on an unchanged checko
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -82,14 +83,16 @@ def build_sets_in_background(names: list[str]) -> subprocess.Popen | None:
     deterministic, so the bytes are those of a build in the run's own process). At the
     normal priority the runs' torch threads lost their cores to it: lift-style's matching
     took 62 s instead of 17. The builder's output is discarded: a build that fails there
-    fails again, with its message, in the run that needs the set.
+    fails again, with its message, in the run that needs the set. Where the OS offers no
+    ``setpriority`` (Windows) nothing is started and the runs build their sets.
     """
     missing = [name for name in dict.fromkeys(names) if not embedded_is_built(name)]
-    if not missing:
+    if not missing or not hasattr(os, "setpriority"):
         return None
     builder = subprocess.Popen([sys.executable, "-m", "bench", "data", "build", *missing],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.setpriority(os.PRIO_PROCESS, builder.pid, BUILDER_NICENESS)
+    with contextlib.suppress(ProcessLookupError):  # a builder that already ended
+        os.setpriority(os.PRIO_PROCESS, builder.pid, BUILDER_NICENESS)
     return builder
 
 
