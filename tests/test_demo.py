@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from bench.adapters.base import embedded_is_built
+from bench.adapters.base import embedded_is_built, ensure_embedded
 from bench.demo import build_sets_in_background, run_demo
 from bench.metrics.matching import MatchingMetric
 
@@ -45,3 +46,23 @@ def test_demo_builds_the_missing_sets_in_a_process_of_its_own(
     assert builder.wait(timeout=300) == 0
     assert embedded_is_built("digits")
     assert build_sets_in_background(["digits"]) is None
+
+
+def test_a_run_that_reaches_a_set_being_built_waits_for_that_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run blocks on the set's build lock while the builder builds, then takes the
+    builder's build as it is (its temporary folder renamed into place), not a second one."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("ARBENCH_DATA", str(data))
+    builder = build_sets_in_background(["digits"])
+    assert builder is not None
+    deadline = time.monotonic() + 120
+    while not (building := list(data.glob(".digits-*"))):
+        assert builder.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    builders_folder = building[0].stat().st_ino
+    root = ensure_embedded("digits")
+    assert root.stat().st_ino == builders_folder
+    assert builder.wait(timeout=300) == 0
+    assert embedded_is_built("digits")
+    assert [p.name for p in data.iterdir() if p.name.startswith(".")] == []
