@@ -161,9 +161,9 @@ def exact_search(
     ``batch_size`` and the database in blocks of ``db_block`` rows into one reused score
     buffer [batch_size, db_block] on ``device``; each block keeps its k best, merged
     across blocks. Equal scores are ranked by database id, a stable full sort's order
-    (faiss's flat indices order them by id descending for inner products); which of several
-    equal scores at the k-th place are kept is ``torch.topk``'s choice. Returns
-    (scores [Nq, k], ids [Nq, k]); for ``l2`` squared distances, ascending.
+    (faiss's flat indices order them by id descending for inner products, ascending for
+    L2); which of several equal scores at the k-th place are kept is ``torch.topk``'s
+    choice. Returns (scores [Nq, k], ids [Nq, k]); for ``l2`` squared distances, ascending.
     """
     db = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32)).to(device)
     k = min(k, len(db))
